@@ -1,0 +1,67 @@
+# kltools and the book. The two commands a fresh machine needs: `make book` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= tiny
+CH ?=
+PARAMS ?= params/$(PROFILE).yaml
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help env test book suite chapter bench gpu-check lint format clean distclean
+
+help:
+	@echo "make book      build the suite (if missing), execute every chapter, render _build/html (PROFILE=tiny|smoke|pythia)"
+	@echo "make test      run the test suite"
+	@echo "make chapter CH=<name> PARAMS=<file>   rerun one chapter with a parameter file"
+	@echo "make suite     build the offline model suite (PROFILE=tiny|smoke)"
+	@echo "make bench     extraction benchmarks (ratios against baselines, one process)"
+	@echo "make gpu-check the CUDA checks, for a machine with one GPU (DRY=1: CPU dry run)"
+	@echo "make lint      ruff check + format check"
+
+# The environment: a venv from the exact pins in requirements.lock. torch goes first, pinned,
+# so that pip takes the local CPU wheel instead of a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+env: $(VENV)/.installed
+
+test: env
+	$(PY) -m pytest -q
+
+book: env
+	$(PY) -m kltools book build --profile $(PROFILE)
+
+chapter: env
+	@test -n "$(CH)" || { echo "make chapter: give CH=<chapter name> (see notebooks/)"; exit 2; }
+	$(PY) -m kltools book chapter $(CH) --params $(PARAMS)
+
+suite: env
+	$(PY) -m kltools suite build --profile $(PROFILE)
+
+bench: env
+	$(PY) benchmarks/bench_extract.py
+
+gpu-check: env
+	$(PY) benchmarks/gpu_check.py $(if $(DRY),--dry-run,)
+
+lint: env
+	$(VENV)/bin/ruff check kltools tests benchmarks scripts notebooks
+	$(VENV)/bin/ruff format --check kltools tests benchmarks scripts
+
+format: env
+	$(VENV)/bin/ruff check --fix kltools tests benchmarks scripts notebooks
+	$(VENV)/bin/ruff format kltools tests benchmarks scripts
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache .hypothesis
+
+distclean: clean
+	rm -rf $(VENV) data suite
