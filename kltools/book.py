@@ -360,9 +360,9 @@ def notebook_source_hash(nb_path: str | Path) -> str:
     return _sha256_bytes(json.dumps(cells, sort_keys=True).encode())
 
 
-def package_source_hash() -> str:
-    """Hash of every file of the installed ``kltools`` package (bytecode caches excluded)."""
-    root = Path(__file__).resolve().parent
+def package_source_hash(root: Path | None = None) -> str:
+    """Hash of every file of the ``kltools`` package (or of ``root``), bytecode caches excluded."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
@@ -720,6 +720,7 @@ def build(
     *,
     force: bool = False,
     do_render: bool = True,
+    with_suite: bool = True,
 ) -> int:
     """``kltools book build``: suite, every available chapter (cached or executed), render.
 
@@ -734,7 +735,8 @@ def build(
     }
     if chapters:
         check_kernel()
-    print(build_suite(profile))
+    if with_suite:
+        print(build_suite(profile))
     _note_strays()
     print(f"chapters ({profile}): {len(chapters)} of {len(CHAPTERS)} written")
     runs = []
@@ -768,7 +770,8 @@ def chapter_parameters(
     if doc.get("profile", chosen) != chosen:
         raise KLToolsError(f"{params_file} sets profile {doc['profile']!r}, not {chosen!r}")
     base = load_profile(chosen)
-    return chosen, resolve_parameters(name, base, declared, overrides=doc)
+    overrides = {k: v for k, v in doc.items() if k != "profile"}  # it selected the base
+    return chosen, resolve_parameters(name, base, declared, overrides=overrides)
 
 
 def rerun_chapter(
@@ -961,7 +964,13 @@ def save_figure(fig: Any, name: str, formats: tuple[str, ...] = ("png", "pdf")) 
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    return build(args.profile, args.params, force=args.force, do_render=not args.no_render)
+    return build(
+        args.profile,
+        args.params,
+        force=args.force,
+        do_render=not args.no_render,
+        with_suite=not args.no_suite,
+    )
 
 
 def _cmd_chapter(args: argparse.Namespace) -> int:
@@ -1000,6 +1009,7 @@ def register(subparsers: Any) -> None:
         "--force", action="store_true", help="re-execute every chapter, ignoring the cache"
     )
     p.add_argument("--no-render", action="store_true", help="execute only; skip Jupyter Book")
+    p.add_argument("--no-suite", action="store_true", help="do not (re)build the model suite first")
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("chapter", help="rerun one chapter with a parameter file, then re-render")
