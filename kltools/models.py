@@ -301,16 +301,27 @@ def _bnb_config(quantization: str, device: str) -> Any:
     )
 
 
-def _check_quantized(model: Any, quantization: str, spec: str) -> None:
+def _check_quantized(model: Any, quantization: str, spec: str, device: str = "cpu") -> None:
     """Refuse a model that asked for bitsandbytes but holds no bnb linear layers."""
     import bitsandbytes as bnb
 
     wanted = bnb.nn.Linear8bitLt if quantization == "int8" else bnb.nn.Linear4bit
-    if not any(isinstance(m, wanted) for m in model.modules()):
+    layers = [m for m in model.modules() if isinstance(m, wanted)]
+    if not layers:
         raise KLToolsError(
             f"model {spec!r} was loaded with quantization={quantization} but has no "
             f"{wanted.__name__} layers; bitsandbytes did not quantize it"
         )
+    if quantization != "int8" and device == "cpu":
+        for layer in layers:
+            state = getattr(layer.weight, "quant_state", None)
+            block = int(getattr(state, "blocksize", 64) or 64)
+            if layer.in_features % block:
+                raise KLToolsError(
+                    f"model {spec!r}: bitsandbytes 4-bit on CPU needs every linear layer's "
+                    f"input size to be a multiple of {block} (got {layer.in_features}); "
+                    "use int8 or a GPU"
+                )
 
 
 def _tokenizer_dir(path: Path) -> Path:
@@ -393,7 +404,7 @@ def load_model(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise KLToolsError(f"cannot load model {ref.spec!r} from {source}: {first}") from exc
     if quantization:
-        _check_quantized(model, quantization, ref.spec)
+        _check_quantized(model, quantization, ref.spec, dev)
     else:
         model.to(dev)
     model.eval()
