@@ -31,7 +31,10 @@ the book builds while chapters are being written.
 Notebooks run with papermill in the ``python3`` kernel of the running interpreter, with the
 working directory ``notebooks/`` (as when a reader opens them in Jupyter) and the
 environment variables ``KLTOOLS_ROOT``, ``KLTOOLS_PROFILE``, ``KLTOOLS_CHAPTER``,
-``KLTOOLS_PARAMETER_NAMES`` and ``KLTOOLS_FIGURES_DIR``.
+``KLTOOLS_PARAMETER_NAMES`` and ``KLTOOLS_FIGURES_DIR``. The kernel is pinned to the running
+interpreter by a kernelspec the build writes to ``build/jupyter/kernels/python3/`` and puts
+first on ``JUPYTER_PATH`` (see :func:`kernel_environ`), whatever other ``python3``
+kernelspecs the machine has.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -372,13 +376,22 @@ def package_source_hash(root: Path | None = None) -> str:
     return h.hexdigest()
 
 
+def _looks_like_path(value: str) -> bool:
+    """Whether a string parameter is meant as a path: it has a separator or a file suffix."""
+    if not value or "\n" in value or len(value) > 4096:
+        return False
+    return "/" in value or os.sep in value or bool(Path(value).suffix) or value.startswith("~")
+
+
 def _input_paths(params: Mapping[str, Any]) -> list[Path]:
-    """Existing files or folders that string parameters name (absolute, or relative to the
-    project root or to ``notebooks/``, the chapters' working directory)."""
+    """Existing files or folders that string parameters name: values with a ``/`` or a file
+    suffix (``texts.jsonl``, ``data/x.zarr``), absolute or relative to the project root or
+    to ``notebooks/`` (the chapters' working directory). Bare words (``suite``, ``cpu``) are
+    never paths."""
     found: set[Path] = set()
 
     def visit(value: Any) -> None:
-        if isinstance(value, str) and value and "\n" not in value and len(value) < 4096:
+        if isinstance(value, str) and _looks_like_path(value):
             candidate = Path(value).expanduser()
             bases = [None] if candidate.is_absolute() else [project_root(), notebooks_dir()]
             for base in bases:
@@ -487,31 +500,34 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def check_kernel() -> None:
-    """Fail early unless the ``python3`` kernelspec runs this interpreter (the project's venv)."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+def kernel_environ() -> dict[str, str]:
+    """Environment that makes papermill's ``python3`` kernel run this very interpreter.
 
-    try:
-        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
-    except NoSuchKernel:
+    A user-level or system kernelspec named ``python3`` may point at another Python. So the
+    build writes its own kernelspec, ``build/jupyter/kernels/python3/kernel.json`` with
+    ``sys.executable``, and puts that folder first on ``JUPYTER_PATH`` (which Jupyter searches
+    before every other kernelspec folder) while the chapters run.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("ipykernel") is None:
         raise KLToolsError(
-            f"no Jupyter kernel {KERNEL_NAME!r}; run: {sys.executable} -m ipykernel install --sys-prefix"
-        ) from None
-    exe = spec.argv[0] if spec.argv else ""
-    # jupyter_client runs a kernelspec whose argv[0] is "python"/"python3"/"python3.X" with
-    # the current interpreter, so those are ours; anything else must be this interpreter.
-    generic = {
-        "python",
-        f"python{sys.version_info[0]}",
-        "python{}.{}".format(*sys.version_info[:2]),
-    }
-    if exe in generic:
-        return
-    if Path(exe).resolve() != Path(sys.executable).resolve():
-        raise KLToolsError(
-            f"the {KERNEL_NAME!r} kernel ({spec.resource_dir}) runs {exe}, not {sys.executable}; "
-            f"run: {sys.executable} -m ipykernel install --sys-prefix, and remove the other kernelspec"
+            f"ipykernel is not installed for {sys.executable}; pip install ipykernel"
         )
+    folder = executed_dir().parent / "jupyter"
+    spec_file = folder / "kernels" / KERNEL_NAME / "kernel.json"
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (kltools book)",
+        "language": "python",
+        "metadata": {"debugger": False},
+    }
+    text = json.dumps(spec, indent=1) + "\n"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    if not spec_file.is_file() or spec_file.read_text(encoding="utf-8") != text:
+        spec_file.write_text(text, encoding="utf-8")
+    paths = [str(folder), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
+    return {"JUPYTER_PATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
 def _tag_executed(nb_file: Path) -> None:
@@ -557,8 +573,10 @@ def execute_chapter(
     partial = partial_path(name)
     partial.unlink(missing_ok=True)
     figs = figures_dir(chapter_name(name))
+    shutil.rmtree(figs, ignore_errors=True)  # the folder holds this run's figures only
     figs.mkdir(parents=True, exist_ok=True)
     env = {
+        **kernel_environ(),
         "KLTOOLS_ROOT": str(project_root()),
         "KLTOOLS_PROFILE": profile,
         "KLTOOLS_CHAPTER": chapter_name(name),
@@ -733,8 +751,6 @@ def build(
         name: resolve_parameters(name, doc, declared_parameters(notebook_path(name)))
         for name in chapters
     }
-    if chapters:
-        check_kernel()
     if with_suite:
         print(build_suite(profile))
     _note_strays()
@@ -793,7 +809,6 @@ def rerun_chapter(
             f"chapter {chapter_name(name)!r} has no notebook notebooks/{stem}.ipynb (written: {written})"
         )
     chosen, params = chapter_parameters(name, params_file, profile)
-    check_kernel()
     if with_suite:
         print(build_suite(chosen))
     run = execute_chapter(name, params, chosen, force=True)

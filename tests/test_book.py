@@ -197,6 +197,9 @@ def test_cache_key_tracks_source_params_and_data_not_outputs(root: Path) -> None
     data.write_text('{"text": "b"}\n')
     assert book.cache_key(book.cache_components(nb_path, p2, "smoke")) != k1
 
+    (root / "suite" / "smoke" / "model.bin").write_bytes(b"x")  # bare words are not paths
+    assert book.cache_components(nb_path, {**params, "textset": "suite"}, "smoke")["inputs"] == {}
+
     nb.cells[1].source = PARAMS_CELL.replace("100", "200")  # the source does count
     nbformat.write(nb, nb_path)
     assert book.cache_key(book.cache_components(nb_path, params, "smoke")) != with_suite
@@ -227,7 +230,7 @@ def frozen_source(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("frozen_source")
 def test_build_then_rerun_one_chapter_leaves_the_others(
-    root: Path, capsys: pytest.CaptureFixture[str]
+    root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_notebook(
         root / "notebooks" / "01_method.ipynb", body=["import sys\nprint(sys.executable)"]
@@ -239,9 +242,23 @@ def test_build_then_rerun_one_chapter_leaves_the_others(
         ],
     )
     write_profile(root)
+    # a foreign "python3" kernelspec first on the Jupyter path must not be used
+    foreign = root / "foreign" / "kernels" / "python3" / "kernel.json"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text(
+        json.dumps(
+            {
+                "argv": ["/nonexistent/python", "-f", "{connection_file}"],
+                "language": "python",
+                "display_name": "x",
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(root / "foreign"))
     assert book.build("smoke", do_render=False, with_suite=False) == 0
     out = capsys.readouterr().out
     assert "method" in out and "executed" in out
+    assert os.environ["JUPYTER_PATH"] == str(root / "foreign")  # restored after the build
 
     method = book.executed_path("method")
     nb = nbformat.read(method, as_version=4)
