@@ -81,7 +81,7 @@ def test_all_pairs_and_pair_values() -> None:
     assert all_pairs(["a", "b", "c"]) == [("a", "b"), ("a", "c"), ("b", "c")]
     with pytest.raises(KLToolsError, match="unique"):
         all_pairs(["a", "a"])
-    da = trajectory().isel(step=-1).rename(model="model")
+    da = trajectory().isel(step=-1)
     kl = kl_matrix(da.expand_dims(extra=[0]), dim="model")
     vals = pair_values(kl, [("s", "m"), ("m", "s")])
     assert vals.dims == ("pair", "extra")

@@ -1,0 +1,116 @@
+"""Tests of kltools.montecarlo against an exact KL computed by enumerating all sequences."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from kltools.errors import KLToolsError
+from kltools.montecarlo import mc_kl, sequence_logprob
+
+LENGTH = 4
+
+
+@pytest.fixture(scope="module")
+def char_models(make_tiny_neox):
+    """Two tiny random GPT-NeoX models over a 6-token vocabulary, different seeds."""
+    big = {"initializer_range": 0.4}  # peaked distributions, so the KL is far from zero
+    p_dir = make_tiny_neox(11, tokenizer="chars", **big)
+    q_dir = make_tiny_neox(12, tokenizer="chars", **big)
+    p = AutoModelForCausalLM.from_pretrained(p_dir).eval()
+    q = AutoModelForCausalLM.from_pretrained(q_dir).eval()
+    return p, q, AutoTokenizer.from_pretrained(p_dir), p_dir, q_dir
+
+
+@torch.inference_mode()
+def exact_logprobs(model, eos: int, vocab: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """log p of every sequence of ``length`` tokens after EOS, by brute-force enumeration.
+
+    Independent of kltools: one forward pass over all V**L sequences, float64 log-softmax.
+    """
+    seqs = torch.tensor(list(itertools.product(range(vocab), repeat=length)), dtype=torch.long)
+    ids = torch.cat([torch.full((seqs.shape[0], 1), eos), seqs], dim=1)
+    logits = model(input_ids=ids).logits[:, :-1].double()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, seqs.unsqueeze(-1)).squeeze(-1)
+    return seqs.numpy(), logp.sum(dim=1).numpy()
+
+
+def test_fixture_tokenizer_is_tiny(char_models) -> None:
+    p, _, tok, _, _ = char_models
+    assert len(tok) == p.config.vocab_size == 6
+    assert tok.eos_token_id == 0
+    assert tok.decode(tok("ab cd")["input_ids"]) == "ab cd"
+
+
+def test_mc_matches_exact_enumeration(char_models) -> None:
+    p, q, tok, _, _ = char_models
+    V, eos = p.config.vocab_size, tok.eos_token_id
+    seqs, lp = exact_logprobs(p, eos, V, LENGTH)
+    _, lq = exact_logprobs(q, eos, V, LENGTH)
+    assert np.exp(lp).sum() == pytest.approx(1.0, abs=1e-9)
+    exact = float(np.sum(np.exp(lp) * (lp - lq)))
+    assert exact > 0.05
+
+    res = mc_kl(p, q, tok, n_samples=3000, length=LENGTH, seed=0, batch_size=500)
+    assert res.n == 3000 and res.log_ratio.shape == (3000,) and res.tokens.shape == (3000, LENGTH)
+    assert abs(res.mean - exact) < 4 * res.se, (res.mean, exact, res.se)
+    assert res.se < 0.2 * exact
+
+    # per-sample log-ratios equal the enumerated table at the sampled sequences
+    index = {tuple(s): i for i, s in enumerate(seqs.tolist())}
+    rows = [index[tuple(t)] for t in res.tokens.tolist()]
+    assert np.allclose(res.log_ratio, (lp - lq)[rows], atol=1e-4)
+
+    # sampled sequence frequencies follow p: compare the most likely sequences
+    counts = np.bincount(rows, minlength=len(seqs)) / res.n
+    top = np.argsort(-lp)[:5]
+    se_freq = np.sqrt(np.exp(lp[top]) * (1 - np.exp(lp[top])) / res.n)
+    assert np.all(np.abs(counts[top] - np.exp(lp[top])) < 5 * se_freq)
+
+    # bytes: every non-EOS char token decodes to one byte
+    n_bytes = (res.tokens != eos).sum(axis=1).mean()
+    assert res.mean_bytes == pytest.approx(n_bytes)
+    assert res.bits_per_byte == pytest.approx(res.mean / (n_bytes * math.log(2)))
+
+
+def test_mc_is_deterministic_and_zero_for_same_model(char_models) -> None:
+    p, q, tok, p_dir, q_dir = char_models
+    a = mc_kl(p, q, tok, n_samples=64, length=3, seed=5, batch_size=16)
+    b = mc_kl(p_dir, q_dir, p_dir, n_samples=64, length=3, seed=5, batch_size=16)
+    assert np.array_equal(a.tokens, b.tokens)
+    assert np.allclose(a.log_ratio, b.log_ratio)
+    c = mc_kl(p, q, tok, n_samples=64, length=3, seed=6, batch_size=16)
+    assert not np.array_equal(a.tokens, c.tokens)
+    same = mc_kl(p, p, tok, n_samples=32, length=3, seed=0)
+    assert np.all(same.log_ratio == 0.0) and same.mean == 0.0
+
+
+def test_sequence_logprob_float32_softmax_float64_sum(char_models) -> None:
+    p, _, tok, _, _ = char_models
+    seqs, lp = exact_logprobs(p, tok.eos_token_id, p.config.vocab_size, 3)
+    got = sequence_logprob(p, torch.tensor(seqs[:50]), tok.eos_token_id, batch_size=7)
+    assert got.dtype == np.float64
+    assert np.allclose(got, lp[:50], atol=1e-5)
+
+
+def test_mc_on_bpe_models(make_tiny_neox, tiny_neox) -> None:
+    other = make_tiny_neox(1)
+    res = mc_kl(tiny_neox, other, tiny_neox, n_samples=24, length=8, seed=0, batch_size=8)
+    assert res.mean_bytes > 0
+    assert np.isfinite(res.log_ratio).all()
+    assert res.se_bits_per_byte == pytest.approx(res.se / (res.mean_bytes * math.log(2)))
+
+
+def test_mc_user_errors(char_models, tiny_neox) -> None:
+    p, q, tok, _, _ = char_models
+    with pytest.raises(KLToolsError, match="n_samples"):
+        mc_kl(p, q, tok, n_samples=1, length=2, seed=0)
+    with pytest.raises(KLToolsError, match="length"):
+        mc_kl(p, q, tok, n_samples=4, length=0, seed=0)
+    with pytest.raises(KLToolsError, match="vocabularies differ"):
+        mc_kl(p, tiny_neox, tok, n_samples=4, length=2, seed=0)
