@@ -659,20 +659,35 @@ def _report(run: ChapterRun) -> str:
 
 
 def rendered_toc() -> dict[str, Any]:
-    """The top-level ``_toc.yml`` filtered to pages that exist (executed chapters, book pages)."""
+    """The top-level ``_toc.yml`` as rendered now.
+
+    Chapter entries (``…/NN_name``) are pointed at :func:`executed_dir` and kept only when the
+    chapter's notebook exists in ``notebooks/`` and has an executed copy; other pages are kept
+    when their file exists; parts left empty are dropped.
+    """
     root = project_root()
     toc = load_yaml_mapping(root / "_toc.yml")
+    stems = set(CHAPTERS.values())
+    executed = executed_dir().resolve().relative_to(root).as_posix()
 
-    def exists(entry: Mapping[str, Any]) -> bool:
+    def resolve(entry: Mapping[str, Any]) -> dict[str, Any] | None:
         file = entry.get("file")
         if file is None:
-            return True
-        base = root / file
-        return any(base.with_suffix(s).is_file() for s in (".md", ".ipynb", ".rst"))
+            return dict(entry)
+        stem = Path(str(file)).name
+        if stem in stems:
+            name = chapter_name(stem)
+            if notebook_path(name).is_file() and executed_path(name).is_file():
+                return {**entry, "file": f"{executed}/{stem}"}
+            return None
+        base = root / str(file)
+        if any(base.with_suffix(s).is_file() for s in (".md", ".ipynb", ".rst")):
+            return dict(entry)
+        return None
 
     parts = []
     for part in toc.get("parts") or []:
-        chapters = [c for c in part.get("chapters") or [] if exists(c)]
+        chapters = [e for e in (resolve(c) for c in part.get("chapters") or []) if e is not None]
         if chapters:
             parts.append({**part, "chapters": chapters})
     out = {k: v for k, v in toc.items() if k != "parts"}

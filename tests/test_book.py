@@ -421,3 +421,27 @@ def test_build_renders_and_check_passes(root: Path) -> None:
     assert "_static/mathjax/tex-chtml.js" in method and "cdn.jsdelivr" not in method
     assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
     assert book.check("smoke") == []
+
+
+def test_rendered_toc_lists_only_written_and_executed_chapters(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(REPO / "_toc.yml", root / "_toc.yml")
+    (root / "book").mkdir()
+    for page in ("intro", "method"):
+        (root / "book" / f"{page}.md").write_text(f"# {page}\n")
+    monkeypatch.setenv("KLTOOLS_BUILD_ROOT", str(root / "out"))
+    for name in ("method", "consecutive", "scale"):
+        make_notebook(root / "notebooks" / f"{book.chapter_stem(name)}.ipynb")
+    book.executed_dir().mkdir(parents=True)
+    for name in ("method", "scale", "layers"):  # layers: executed once, notebook since removed
+        shutil.copy(root / "notebooks" / "01_method.ipynb", book.executed_path(name))
+    toc = book.rendered_toc()
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert files == ["book/method", "out/executed/01_method", "out/executed/10_scale"]
+    assert [p["caption"] for p in toc["parts"]] == [
+        "The method",
+        "Part I: Pretraining",
+        "Part II: One scale",
+    ]
+    assert toc["root"] == "book/intro"
