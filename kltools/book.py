@@ -50,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -636,6 +637,13 @@ def build_suite(profile: str) -> str:
             return "suite: kltools.suite is not available yet; skipped"
         raise
     build = getattr(module, "build", None)
+    if build is None or isinstance(build, types.ModuleType):  # a kltools/suite/build.py module
+        try:
+            build = getattr(importlib.import_module("kltools.suite.build"), "build", None)
+        except ModuleNotFoundError as exc:
+            if exc.name != "kltools.suite.build":
+                raise
+            build = None
     if build is None:
         return "suite: kltools.suite.build is not available yet; skipped"
     start = time.perf_counter()

@@ -445,3 +445,15 @@ def test_rendered_toc_lists_only_written_and_executed_chapters(
         "Part II: One scale",
     ]
     assert toc["root"] == "book/intro"
+
+
+def test_build_suite_calls_the_suite_builder(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    calls: list[str] = []
+    fake = types.ModuleType("kltools.suite")
+    fake.build = calls.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "kltools.suite", fake)
+    assert "smoke ready" in book.build_suite("smoke")
+    assert calls == ["smoke"]
+    assert "not used" in book.build_suite("pythia") and calls == ["smoke"]
