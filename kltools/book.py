@@ -509,20 +509,17 @@ def kernel_environ() -> dict[str, str]:
     ``sys.executable``, and puts that folder first on ``JUPYTER_PATH`` (which Jupyter searches
     before every other kernelspec folder) while the chapters run.
     """
-    import importlib.util
-
-    if importlib.util.find_spec("ipykernel") is None:
+    try:
+        from ipykernel.kernelspec import get_kernel_dict
+    except ImportError:
         raise KLToolsError(
             f"ipykernel is not installed for {sys.executable}; pip install ipykernel"
-        )
+        ) from None
     folder = executed_dir().parent / "jupyter"
     spec_file = folder / "kernels" / KERNEL_NAME / "kernel.json"
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (kltools book)",
-        "language": "python",
-        "metadata": {"debugger": False},
-    }
+    spec = dict(get_kernel_dict())  # ipykernel's own spec (encryption, protocol) ...
+    spec["argv"] = [sys.executable, *list(spec["argv"])[1:]]  # ... run by this interpreter
+    spec["display_name"] = "Python 3 (kltools book)"
     text = json.dumps(spec, indent=1) + "\n"
     spec_file.parent.mkdir(parents=True, exist_ok=True)
     if not spec_file.is_file() or spec_file.read_text(encoding="utf-8") != text:
