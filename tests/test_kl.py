@@ -300,3 +300,17 @@ def test_check_compatible_and_concat() -> None:
         concat_units([a, b.assign_attrs(textset_sha256="s2")])
     with pytest.raises(KLToolsError, match="same texts"):
         concat_units([a, b.isel(text=slice(0, 4))])
+
+
+def test_bootstrap_broadcasts_with_shared_resamples() -> None:
+    rng = np.random.default_rng(11)
+    da = xr.DataArray(
+        rng.normal(size=(3, 4, 60)),
+        dims=("model", "step", "text"),
+        coords={"model": ["a", "b", "c"], "text_bytes": ("text", rng.integers(257, 1025, 60))},
+    )
+    ds = bootstrap_kl(da, dim="step", n_boot=30, seed=2)
+    assert ds.se.dims == ("model", "step", "step_")
+    one = bootstrap_kl(da.sel(model="b"), dim="step", n_boot=30, seed=2)
+    assert np.allclose(ds.se.sel(model="b"), one.se)  # same texts resampled for every slice
+    assert np.allclose(ds.hi.sel(model="b"), one.hi)
