@@ -518,7 +518,9 @@ def kernel_environ() -> dict[str, str]:
     folder = executed_dir().parent / "jupyter"
     spec_file = folder / "kernels" / KERNEL_NAME / "kernel.json"
     spec = dict(get_kernel_dict())  # ipykernel's own spec (encryption, protocol) ...
-    spec["argv"] = [sys.executable, *list(spec["argv"])[1:]]  # ... run by this interpreter
+    # ... run by this interpreter; its own log (TCP notices, a spurious KeyboardInterrupt at
+    # shutdown) silenced: cell errors are in the notebook and fail the chapter anyway
+    spec["argv"] = [sys.executable, *list(spec["argv"])[1:], "--IPKernelApp.log_level=CRITICAL"]
     spec["display_name"] = "Python 3 (kltools book)"
     text = json.dumps(spec, indent=1) + "\n"
     spec_file.parent.mkdir(parents=True, exist_ok=True)
