@@ -35,6 +35,19 @@ environment variables ``KLTOOLS_ROOT``, ``KLTOOLS_PROFILE``, ``KLTOOLS_CHAPTER``
 interpreter by a kernelspec the build writes to ``build/jupyter/kernels/python3/`` and puts
 first on ``JUPYTER_PATH`` (see :func:`kernel_environ`), whatever other ``python3``
 kernelspecs the machine has.
+
+A chapter notebook, for this module:
+
+1. is ``notebooks/NN_name.ipynb`` with ``NN_name`` a value of :data:`CHAPTERS`, outputs
+   stripped, kernelspec ``python3``;
+2. has one code cell tagged ``parameters`` of plain assignments with literal defaults
+   (``n_texts = 2000``; annotations such as ``n_texts: int = 2000`` are honoured); the
+   defaults are those of the ``tiny`` profile, and ``profile = "tiny"`` is declared if the
+   chapter branches on the profile;
+3. calls ``show_parameters(globals())`` (from :mod:`kltools.book`) in the very next cell, so
+   that the first output is the parameter table;
+4. shows at least one figure inline (``book check`` requires an ``<img>`` on the page) and
+   may save figure files with :func:`save_figure` into ``build/figures/<name>/``.
 """
 
 from __future__ import annotations
