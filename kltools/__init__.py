@@ -30,11 +30,23 @@ _API: dict[str, str] = {
     "load_texts": "kltools.texts",
     "chunk_document": "kltools.texts",
     "pile_recipe": "kltools.texts",
+    "make_analysis_set": "kltools.texts",
     # the estimator
     "double_centre": "kltools.kl",
     "kl_matrix": "kltools.kl",
     "map_coordinates": "kltools.kl",
     "bootstrap_kl": "kltools.kl",
+    "kl_between": "kltools.kl",
+    "check_compatible": "kltools.kl",
+    "concat_units": "kltools.kl",
+    # analyses
+    "consecutive_kl": "kltools.analysis",
+    "early_later": "kltools.analysis",
+    "pretraining_preprocess": "kltools.analysis",
+    "lag_distances": "kltools.analysis",
+    "diffusion_exponents": "kltools.analysis",
+    # the Monte-Carlo check of the estimator
+    "mc_kl": "kltools.montecarlo",
     # models and extraction
     "resolve_model": "kltools.models",
     "load_model": "kltools.models",
