@@ -31,7 +31,7 @@ from typing import Any
 
 from kltools.errors import KLToolsError
 from kltools.paths import suite_root
-from kltools.suite.profiles import Profile, Unit, get_profile, plan, plan_digest
+from kltools.suite.profiles import Profile, Unit, get_profile, plan, plan_digest, unit_digest
 
 
 def profile_root(profile: str | Profile, root: str | os.PathLike[str] | None = None) -> Path:
@@ -41,12 +41,28 @@ def profile_root(profile: str | Profile, root: str | os.PathLike[str] | None = N
     return base / p.name
 
 
-def is_built(unit: Unit, proot: Path) -> bool:
-    """Whether ``unit`` is complete under ``proot`` (its completion marker exists)."""
+RECORDS = {"run": "run.json", "finetune": "lineage.json", "quant": "quantization.json"}
+
+
+def is_built(unit: Unit, proot: Path, profile: str | Profile | None = None) -> bool:
+    """Whether ``unit`` is complete under ``proot``.
+
+    Its record (``run.json``, written last, or the record inside an atomically renamed
+    variant folder) must exist and, when ``profile`` is given, carry the digest of the unit
+    under the current settings (else the unit was built under other settings).
+    """
     folder = proot / unit.name
-    if unit.kind == "run":
-        return (folder / "run.json").is_file()
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    record = folder / RECORDS[unit.kind]
+    if not record.is_file():
+        return False
+    if unit.kind != "run" and not (folder / "model.safetensors").is_file():
+        return False
+    if profile is None:
+        return True
+    try:
+        return json.loads(record.read_text()).get("digest") == unit_digest(unit, profile)
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def _sha256(path: Path) -> str:
@@ -55,6 +71,17 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _data_ready(p: Profile, proot: Path) -> bool:
+    """Whether ``data/data.json`` exists and was prepared with this profile's settings."""
+    from kltools.suite.profiles import data_digest
+
+    f = proot / "data" / "data.json"
+    try:
+        return f.is_file() and json.loads(f.read_text()).get("digest") == data_digest(p)
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def fingerprint(profile: str | Profile, root: str | os.PathLike[str] | None = None) -> str:
@@ -72,7 +99,7 @@ def fingerprint(profile: str | Profile, root: str | os.PathLike[str] | None = No
         items[rel] = _sha256(f) if f.is_file() else "missing"
     for unit in plan(p):
         folder = proot / unit.name
-        if not is_built(unit, proot):
+        if not is_built(unit, proot, p):
             items[unit.name] = "missing"
         elif unit.kind == "run":
             items[unit.name] = _sha256(folder / "run.json")
@@ -96,7 +123,7 @@ def _execute(kind: str, unit: Unit, profile: Profile, proot: str, position: int)
         return finetune(unit, profile, root, position)
     from kltools.suite.quantize import quantize_unit
 
-    return quantize_unit(unit, root)
+    return quantize_unit(unit, profile, root)
 
 
 def _worker_init() -> None:
@@ -139,8 +166,8 @@ def build(
     t0 = time.time()
     proot = profile_root(p, root)
     units = plan(p)
-    todo = [u for u in units if not is_built(u, proot)]
-    data_ready = (proot / "data" / "data.json").is_file()
+    todo = [u for u in units if not is_built(u, proot, p)]
+    data_ready = _data_ready(p, proot)
     fp_file = proot / "FINGERPRINT"
     if not todo and data_ready:
         fp = fingerprint(p, root)
@@ -236,8 +263,7 @@ def _checkpoint_entry(unit: Unit, p: Profile, proot: Path, step: int) -> dict[st
         "final": step == p.total_steps,
         "variant": None,
         "parent": None,
-        "built": (proot / unit.name / "run.json").is_file()
-        and (folder / "model.safetensors").is_file(),
+        "built": is_built(unit, proot, p) and (folder / "model.safetensors").is_file(),
         "n_params": prm["n_params"],
         "n_nonembedding_params": prm["n_nonembedding_params"],
     }
@@ -257,7 +283,7 @@ def _variant_entry(unit: Unit, p: Profile, proot: Path) -> dict[str, Any]:
         "final": True,
         "variant": None,
         "parent": prm["parent"],
-        "built": is_built(unit, proot),
+        "built": is_built(unit, proot, p),
         "n_params": prm["n_params"],
         "n_nonembedding_params": prm["n_nonembedding_params"],
     }

@@ -30,7 +30,7 @@ import numpy as np
 
 from kltools.errors import KLToolsError
 from kltools.suite.corpus import DOMAINS, Document, load_split
-from kltools.suite.profiles import Profile
+from kltools.suite.profiles import Profile, data_digest
 from kltools.suite.tokenizer import EOS, load_tokenizer, train_tokenizer
 
 
@@ -73,7 +73,8 @@ def _pool(
 def prepare(profile: Profile, root: Path) -> dict:
     """Write the tokenizer, the token pools and the analysis set of ``profile`` under ``root``.
 
-    Idempotent: when ``data/data.json`` exists the work is skipped and its content returned.
+    Idempotent: when ``data/data.json`` exists with this profile's digest the work is skipped
+    and its content returned.
 
     Returns
     -------
@@ -82,7 +83,9 @@ def prepare(profile: Profile, root: Path) -> dict:
     """
     info_path = root / "data" / "data.json"
     if info_path.is_file():
-        return json.loads(info_path.read_text())
+        info = json.loads(info_path.read_text())
+        if info.get("digest") == data_digest(profile):
+            return info
     train, heldout = load_split()
     random.Random(0).shuffle(train)
     tmp = root / ".tmp-prepare"
@@ -125,6 +128,7 @@ def prepare(profile: Profile, root: Path) -> dict:
     text_info = _analysis_set(profile, heldout, tok, tmp / "texts")
     info = {
         "profile": profile.name,
+        "digest": data_digest(profile),
         "seq_len": seq,
         "pretrain_windows": int(pre.shape[0]),
         "pretrain_documents": [d.id for d in train[:used]],

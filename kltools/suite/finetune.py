@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kltools.suite.profiles import Profile, Unit
+from kltools.suite.profiles import Profile, Unit, unit_digest
 from kltools.suite.train import (
     heldout_loss,
     lr_at,
@@ -111,6 +111,7 @@ def finetune(unit: Unit, profile: Profile, root: Path, position: int = 0) -> dic
     loss_child = heldout_loss(model, heldout)
     lineage = {
         "name": unit.name,
+        "digest": unit_digest(unit, profile),
         "parent": p["parent"],
         "parent_path": str(parent_dir.relative_to(root)),
         "generation": p["generation"],

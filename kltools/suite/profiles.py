@@ -96,11 +96,11 @@ TINY = Profile(
     vocab_size=4096,
     seq_len=640,
     batch_size=3,
-    total_steps=512,
+    total_steps=384,
     warmup_steps=32,
     final_lr_ratio=0.1,
     log_steps_until=64,
-    checkpoint_every=16,
+    checkpoint_every=12,
     sizes=(
         SizeSpec("xs", d_model=32, n_layers=2, n_heads=2, lr=4e-3),
         SizeSpec("s", d_model=64, n_layers=2, n_heads=2, lr=3e-3),
@@ -334,4 +334,18 @@ def plan_digest(profile: str | Profile) -> str:
     blob = json.dumps(
         {"profile": asdict(p), "units": [asdict(u) for u in plan(p)]}, sort_keys=True, default=str
     )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def unit_digest(unit: Unit, profile: str | Profile) -> str:
+    """sha256 of a unit and its profile's constants: a built unit whose record holds another
+    digest was built under other settings and is rebuilt."""
+    p = get_profile(profile)
+    blob = json.dumps({"profile": asdict(p), "unit": asdict(unit)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def data_digest(profile: str | Profile) -> str:
+    """sha256 of the profile's constants (the prepared data depend on nothing else)."""
+    blob = json.dumps(asdict(get_profile(profile)), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from kltools.errors import KLToolsError
-from kltools.suite.profiles import BNB_SCHEMES, RTN_SCHEMES, Unit
+from kltools.suite.profiles import BNB_SCHEMES, RTN_SCHEMES, Profile, Unit, unit_digest
 from kltools.suite.train import save_model_dir, setup_torch
 
 #: Linear layers that RTN quantizes (names inside each GPT-NeoX layer)
@@ -139,7 +139,7 @@ def bnb_config(scheme: str):
     raise KLToolsError(f"unknown bitsandbytes scheme {scheme!r}; choose int8, fp4 or nf4")
 
 
-def quantize_unit(unit: Unit, root: Path) -> dict[str, Any]:
+def quantize_unit(unit: Unit, profile: Profile, root: Path) -> dict[str, Any]:
     """Build one ``quant`` unit: a quantized copy of a run's final checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -150,7 +150,12 @@ def quantize_unit(unit: Unit, root: Path) -> dict[str, Any]:
     p = unit.params
     src = model_path(root, p["parent"])
     scheme = p["scheme"]
-    record: dict[str, Any] = {"name": unit.name, "parent": p["parent"], "scheme": scheme}
+    record: dict[str, Any] = {
+        "name": unit.name,
+        "digest": unit_digest(unit, profile),
+        "parent": p["parent"],
+        "scheme": scheme,
+    }
     if scheme in RTN_SCHEMES:
         bits, group = RTN_SCHEMES[scheme]
         model = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from kltools.suite.profiles import Profile, Unit
+from kltools.suite.profiles import Profile, Unit, unit_digest
 
 
 def sha256_file(path: Path) -> str:
@@ -210,6 +210,7 @@ def train_run(unit: Unit, profile: Profile, root: Path, position: int = 0) -> di
     save_weight_distances(distances, run_dir / "weight_distances.json")
     info = {
         "name": unit.name,
+        "digest": unit_digest(unit, profile),
         "profile": profile.name,
         "size": p["size"],
         "seed": seed,
