@@ -316,7 +316,7 @@ def open_store(path: Any, dims: Sequence[str] | str | None = None) -> Any:
     nt = np.asarray(root["n_tokens"].oindex[rows]) if rows else np.zeros((0, ll.shape[-1]), "i4")
     texts_attrs = dict(zarr.open_group(str(p / "texts"), mode="r").attrs)
     recs = [records[i] for i in rows]
-    keys = sorted(recs[0]["coords"]) if recs else []
+    keys = sorted(records[0]["coords"]) if records else []
     fields = {
         r: {**rec["coords"], **{f: rec[f] for f in _UNIT_FIELDS}} for r, rec in zip(rows, recs)
     }

@@ -50,7 +50,7 @@ def test_prefix_agrees_with_lm_eval(tmp_path: Path, make_tiny_neox, texts: TextS
     model_dir = make_tiny_neox(7, max_position_embeddings=32)
     jsonl = texts.to_jsonl(tmp_path / "agree.jsonl")
     store = tmp_path / "agree.zarr"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [str(PY), "-m", "kltools", "extract", "--model", str(model_dir), "--texts", str(jsonl)]
     cmd += ["--store", str(store), "--bos", "prefix", "--dtype", "float32", "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
