@@ -64,4 +64,4 @@ clean:
 	rm -rf _build .pytest_cache .ruff_cache .hypothesis
 
 distclean: clean
-	rm -rf $(VENV) data suite
+	rm -rf $(VENV) data suite build

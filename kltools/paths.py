@@ -10,7 +10,7 @@ project root           the checkout holding         ``KLTOOLS_ROOT``
                        ``pyproject.toml``, else CWD
 model suite            ``<root>/suite``             ``KLTOOLS_SUITE_ROOT``
 data stores (zarr)     ``<root>/data``              ``KLTOOLS_DATA_ROOT``
-executed notebooks     ``<root>/_build/executed``   ``KLTOOLS_BUILD_ROOT`` (parent)
+executed notebooks     ``<root>/build/executed``    ``KLTOOLS_BUILD_ROOT`` (parent)
 =====================  ==========================  ===================================
 """
 
@@ -44,5 +44,9 @@ def data_root(profile: str | None = None) -> Path:
 
 
 def build_root() -> Path:
-    """Folder of build products (executed notebooks, the rendered HTML)."""
-    return Path(os.environ.get("KLTOOLS_BUILD_ROOT") or project_root() / "_build")
+    """Folder of build products (executed notebooks, figures, the rendered toc).
+
+    Not ``_build``: Jupyter Book 1.x never reads sources from ``_build`` (it renders the HTML
+    into ``_build/html``), so executed chapters live in ``<root>/build``.
+    """
+    return Path(os.environ.get("KLTOOLS_BUILD_ROOT") or project_root() / "build")
