@@ -602,7 +602,12 @@ class _Reporter:
         if enabled and n_units:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=n_units, unit="unit", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=n_units,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total} units [{elapsed}<{remaining}]",
+            )
 
     def line(self, text: str) -> None:
         if not self.enabled:
