@@ -213,12 +213,20 @@ def _run_units(p: Profile, proot: Path, todo: list[Unit], jobs: int, verbose: bo
             print(f"suite {p.name}: built {unit.name} ({seconds:.1f} s)", file=sys.stderr)
 
     if jobs == 1:
-        while pending:
-            unit = ready()[0]
-            t = time.time()
-            _execute(unit.kind, unit, p, str(proot), 0)
-            del pending[unit.name]
-            report(unit, time.time() - t)
+        import torch
+
+        threads = torch.get_num_threads()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        try:  # one torch thread, as in the workers; restored afterwards
+            while pending:
+                unit = ready()[0]
+                t = time.time()
+                _execute(unit.kind, unit, p, str(proot), 0)
+                del pending[unit.name]
+                report(unit, time.time() - t)
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic)
         return done
     running: dict[Future, tuple[Unit, int, float]] = {}
     ctx = get_context("spawn")

@@ -102,9 +102,9 @@ TINY = Profile(
     log_steps_until=64,
     checkpoint_every=12,
     sizes=(
-        SizeSpec("xs", d_model=32, n_layers=2, n_heads=2, lr=4e-3),
+        SizeSpec("xs", d_model=64, n_layers=1, n_heads=2, lr=4e-3),
         SizeSpec("s", d_model=64, n_layers=2, n_heads=2, lr=3e-3),
-        SizeSpec("m", d_model=96, n_layers=3, n_heads=3, lr=2e-3),
+        SizeSpec("m", d_model=128, n_layers=3, n_heads=4, lr=2e-3),
     ),
     seed_size="s",
     n_seeds=5,
@@ -151,7 +151,7 @@ SMOKE = Profile(
     ft_steps=6,
     ft_lr={"full": 2e-3, "lora": 1e-2},
     ft_second_gen=(("s-ft-code-full", "prose", "full"),),
-    quant_bases=("s",),
+    quant_bases=("m",),
     quant_schemes=("rtn8", "rtn4g32", "rtn3g32", "bnb-int8", "bnb-nf4"),
 )
 
@@ -312,6 +312,12 @@ def plan(profile: str | Profile) -> list[Unit]:
         for scheme in p.quant_schemes:
             if scheme not in RTN_SCHEMES and scheme.removeprefix("bnb-") not in BNB_SCHEMES:
                 raise KLToolsError(f"profile {p.name!r}: unknown quantization scheme {scheme!r}")
+            if scheme in ("bnb-fp4", "bnb-nf4") and p.size(base["size"]).d_model % 64:
+                # bitsandbytes' CPU 4-bit kernels need layer widths divisible by 64
+                raise KLToolsError(
+                    f"profile {p.name!r}: 4-bit bitsandbytes needs d_model % 64 == 0 "
+                    f"(size {base['size']!r})"
+                )
             params = {
                 "short": f"{base_short}-q-{scheme}",
                 "size": base["size"],

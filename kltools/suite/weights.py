@@ -99,7 +99,8 @@ def weight_distances(
             if j >= n:
                 break
             diff = (vectors[j] - vectors[i]).astype(np.float64)  # fp32 difference, fp64 sum
-            values[i, lag - 1] = float(np.dot(diff, diff))
+            # np.sum (pairwise, no BLAS) is reproducible whatever the thread count
+            values[i, lag - 1] = float(np.sum(diff * diff))
             delta[i, lag - 1] = step_list[j] - step_list[i]
     return xr.DataArray(
         values,
