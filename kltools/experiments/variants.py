@@ -57,7 +57,10 @@ __all__ = [
     "layer_points",
     "lineage_models",
     "load_lineages_json",
+    "check_order",
+    "flat_points",
     "map_points",
+    "paper_comparison",
     "median_table",
     "pretraining_pairs",
     "pair_kl",
@@ -1055,3 +1058,77 @@ def pretraining_pairs(ds: Any, idx: np.ndarray | None, *, after_step: float, k: 
                     )
                 )
     return _pairs_from(rows, ll.text_bytes.values, idx)
+
+
+# --------------------------------------------------------------------------------------------
+# tables and verdicts
+
+
+def flat_points(loglik: Any, dims: Sequence[str]) -> Any:
+    """Stack ``dims`` into one ``point`` dim (labels as coordinates), dropping incomplete vectors."""
+    st = loglik.stack(point=tuple(dims)).transpose("point", "text")
+    st = st.reset_index("point")
+    ok = np.isfinite(st.values).all(axis=1)
+    st = st.isel(point=np.flatnonzero(ok))
+    return st.assign_coords(point=np.arange(st.sizes["point"]))
+
+
+def paper_comparison(medians: pd.DataFrame, settings: Sequence[str] | None = None) -> pd.DataFrame:
+    """The paper's number (:data:`PAPER_NUMBERS`) beside our median and its bootstrap interval.
+
+    ``medians``: :func:`median_table` with a ``setting`` column.
+    """
+    rows = []
+    med = medians.set_index("setting")
+    for s in settings or list(med.index):
+        if s not in med.index:
+            continue
+        paper = PAPER_NUMBERS.get(s, {"value": None, "what": "—"})
+        r = med.loc[s]
+        rows.append(
+            {
+                "setting": s,
+                "paper [bits/byte]": "—" if paper["value"] is None else f"{paper['value']:g}",
+                "paper's quantity": paper["what"],
+                "ours: median [bits/byte]": f"{r['median']:.3g}",
+                "ours: 95% bootstrap interval": f"[{r['median_lo']:.3g}, {r['median_hi']:.3g}]",
+                "pairs": int(r["n"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def check_order(medians: pd.DataFrame, order: Sequence[str]) -> dict[str, Any]:
+    """Whether the medians of ``order`` increase strictly (e.g. Floor < 8-bit < 4-bit).
+
+    Returns ``holds`` (point estimates), ``separated`` (each upper interval end below the next
+    lower end), ``missing`` (settings without data) and ``text``: one sentence with the numbers,
+    ending in "holds", "holds, but the intervals overlap" or "not reproduced".
+    """
+    med = medians.set_index("setting")
+    present = [s for s in order if s in med.index]
+    missing = [s for s in order if s not in med.index]
+    parts = [f"{s} {med.loc[s, 'median']:.3g}" for s in present]
+    if len(present) < 2:
+        return {
+            "holds": False,
+            "separated": False,
+            "missing": missing,
+            "text": f"{' < '.join(order)}: not testable here (missing {', '.join(missing)})",
+        }
+    vals = [float(med.loc[s, "median"]) for s in present]
+    holds = all(a < b for a, b in zip(vals, vals[1:]))
+    sep = all(
+        float(med.loc[a, "median_hi"]) < float(med.loc[b, "median_lo"])
+        for a, b in zip(present, present[1:])
+    )
+    verdict = (
+        ("holds" if sep else "holds, but the intervals overlap") if holds else "not reproduced"
+    )
+    note = f" ({', '.join(missing)} missing)" if missing else ""
+    return {
+        "holds": holds,
+        "separated": sep,
+        "missing": missing,
+        "text": f"{' < '.join(present)}: medians {' · '.join(parts)} bits/byte → **{verdict}**{note}",
+    }
