@@ -1,0 +1,340 @@
+"""Figures of the pretraining chapters (paper Figs. 1, 4, 5 and the method's checks).
+
+Each function takes the tidy outputs of :mod:`kltools.experiments.pretraining` and returns a
+matplotlib ``Figure`` with labelled axes (units included), a legend and the book's
+colour-blind-safe palette (:mod:`kltools.plots`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.collections import LineCollection
+
+from kltools.plots import KL_LABEL, colors_for, finish, ramp
+
+__all__ = [
+    "plot_centring",
+    "plot_consecutive",
+    "plot_diffusion",
+    "plot_early_later",
+    "plot_estimate_vs_mc",
+    "plot_exponents",
+    "plot_kl_vs_n",
+    "plot_loglik_pair",
+    "plot_preprocess_effect",
+    "plot_seed_size",
+    "plot_trajectories",
+]
+
+
+# ----------------------------------------------------------------------------- chapter 1
+
+
+def plot_loglik_pair(a: xr.DataArray, b: xr.DataArray, labels: Sequence[str]) -> plt.Figure:
+    """Two log-likelihood vectors: ℓ_b against ℓ_a, and the histogram of ℓ_a − ℓ_b."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.8))
+    ax1.scatter(a.values, b.values, s=10, alpha=0.6)
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    ax1.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="ℓ_a = ℓ_b")
+    ax1.legend()
+    finish(
+        ax1,
+        f"ℓ_a(x) [nats], a = {labels[0]}",
+        f"ℓ_b(x) [nats], b = {labels[1]}",
+        "one point per text",
+    )
+    d = (a.values - b.values).astype(np.float64)
+    ax2.hist(d, bins=30, color=colors_for(["d"])["d"])
+    ax2.axvline(d.mean(), color="k", lw=1, label=f"mean {d.mean():.1f}")
+    ax2.legend()
+    finish(ax2, "ℓ_a(x) − ℓ_b(x) [nats]", "texts", "its spread is the KL; its mean is centred away")
+    return fig
+
+
+def plot_centring(L: np.ndarray, Q: np.ndarray, row_labels: Sequence[str]) -> plt.Figure:
+    """Heat maps of a K × N log-likelihood matrix before and after double-centring."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(row_labels) + 2))
+    for ax, M, title in ((axes[0], L, "L (nats)"), (axes[1], Q, "Q = double-centred L (nats)")):
+        im = ax.imshow(M, aspect="auto", cmap="viridis" if M is L else "vlag")
+        ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+        finish(ax, "text index", "model", title)
+        fig.colorbar(im, ax=ax, label="log-likelihood [nats]")
+    return fig
+
+
+def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
+    """Estimate on the text set against symmetrised Monte-Carlo KL, with ±2 s.e. bars."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    colors = colors_for(["near", "far"])
+    for kind, part in df.groupby("kind"):
+        ax1.errorbar(
+            part.mc_sym,
+            part.estimate,
+            xerr=2 * part.mc_sym_se,
+            yerr=2 * part.estimate_se,
+            fmt="o",
+            color=colors[kind],
+            label=f"{kind} pairs",
+            capsize=3,
+        )
+        for _, r in part.iterrows():
+            ax1.annotate(
+                r.role,
+                (r.mc_sym, r.estimate),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+    vals = np.concatenate([df.mc_sym.values, df.estimate.values])
+    vals = vals[vals > 0]
+    lo, hi = vals.min() / 2, vals.max() * 2
+    ax1.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1, label="estimate = MC")
+    ax1.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi))
+    ax1.legend()
+    finish(
+        ax1,
+        "Monte-Carlo KL, (KL(p‖q)+KL(q‖p))/2 [bits/byte]",
+        "estimate Var(ℓ_p−ℓ_q)/2 [bits/byte]",
+        "estimate vs Monte Carlo (±2 s.e.)",
+    )
+    x = np.arange(len(df))
+    ax2.errorbar(x, df.ratio, yerr=2 * df.ratio_se, fmt="o", capsize=3, color=colors["near"])
+    ax2.axhline(1.0, color="grey", ls="--", lw=1, label="ratio 1")
+    ax2.set_xticks(x, df.role, rotation=30, ha="right")
+    ax2.legend()
+    finish(ax2, "pair", "estimate / Monte-Carlo KL", "ratio (±2 s.e.)")
+    return fig
+
+
+def plot_kl_vs_n(df: pd.DataFrame, label: str) -> plt.Figure:
+    """The estimate and its bootstrap error against the number of texts N."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(df.n, df.kl, "o-", label="estimate")
+    ax1.fill_between(df.n, df.lo, df.hi, alpha=0.25, label="95% bootstrap interval")
+    ax1.set_xscale("log")
+    ax1.legend()
+    finish(ax1, "number of texts N", KL_LABEL, label)
+    ax2.loglog(df.n, df.se, "o-", label="bootstrap s.e.")
+    ax2.loglog(df.n, df.se_formula, "s--", label="√((μ₄−σ⁴)/N)/2")
+    guide = df.se.iloc[-1] * np.sqrt(df.n.iloc[-1] / df.n)
+    ax2.loglog(df.n, guide, color="grey", lw=1, ls=":", label="∝ 1/√N")
+    ax2.legend()
+    finish(ax2, "number of texts N", "standard error [bits/byte]", "error shrinks like 1/√N")
+    return fig
+
+
+# ----------------------------------------------------------------------------- chapter 2
+
+
+def plot_trajectories(
+    xy: pd.DataFrame, consecutive: pd.DataFrame, *, title: str, max_width: float = 6.0
+) -> plt.Figure:
+    """Checkpoints on a 2-D map: one colour per run, light→dark over training; segment widths ∝
+    consecutive KL."""
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    models = list(dict.fromkeys(xy.model))
+    colors = colors_for(models)
+    kmax = float(consecutive.kl.max()) if len(consecutive) else 1.0
+    for m in models:
+        part = xy[xy.model == m].sort_values("step")
+        shades = ramp(colors[m], len(part))
+        pts = part[["x", "y"]].values
+        ck = consecutive[consecutive.model == m].set_index("step").kl
+        widths = [0.5 + max_width * float(ck.get(s, 0.0)) / kmax for s in part.step.values[:-1]]
+        segs = np.stack([pts[:-1], pts[1:]], axis=1)
+        ax.add_collection(LineCollection(segs, linewidths=widths, colors=shades[1:], alpha=0.8))
+        ax.scatter(pts[:, 0], pts[:, 1], c=shades, s=18, edgecolor="none", zorder=3)
+        ax.scatter(*pts[-1], color=colors[m], s=60, marker="*", zorder=4, label=f"{m} (★ final)")
+    ax.autoscale()
+    ax.legend(fontsize=8, loc="best")
+    finish(
+        ax, f"{xy.attrs.get('method', '')} axis 1", f"{xy.attrs.get('method', '')} axis 2", title
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------- chapter 3
+
+
+def plot_consecutive(df: pd.DataFrame, *, after_step: float, label: str = "size") -> plt.Figure:
+    """Consecutive-checkpoint KL against step: warm-up (log x) and after it (linear x, log y)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    groups = list(dict.fromkeys(df[label]))
+    colors = colors_for(groups)
+    for g in groups:
+        part = df[df[label] == g].sort_values("step")
+        early = part[part.step_next <= after_step]
+        late = part[part.step >= after_step]
+        x_early = np.maximum(early.step_next.values, 1)
+        ax1.plot(x_early, early.kl, "o-", color=colors[g], label=f"{label} {g}")
+        ax2.plot(late.step_next, late.kl, "o-", ms=3, color=colors[g], label=f"{label} {g}")
+        if "se" in part:
+            ax2.fill_between(
+                late.step_next,
+                late.kl - 2 * late.se,
+                late.kl + 2 * late.se,
+                color=colors[g],
+                alpha=0.2,
+            )
+    ax1.set(xscale="log", yscale="log")
+    ax2.set_yscale("log")
+    ax1.legend()
+    ax2.legend()
+    finish(ax1, "step t+1 (log scale)", KL_LABEL, f"during warm-up (steps ≤ {after_step:g})")
+    finish(ax2, "step t+1", KL_LABEL, f"after warm-up (steps ≥ {after_step:g})")
+    return fig
+
+
+def plot_preprocess_effect(
+    raw: pd.DataFrame, clean: pd.DataFrame, scores: np.ndarray, n_drop: int
+) -> plt.Figure:
+    """Effect of the paper's preprocessing: text scores, and consecutive KL before vs after."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    s = np.sort(np.asarray(scores))[::-1]
+    ax1.plot(np.arange(1, s.size + 1), s, ".", ms=3)
+    if n_drop:
+        ax1.axvline(n_drop + 0.5, color="k", ls="--", lw=1, label=f"{n_drop} texts dropped")
+        ax1.legend()
+    ax1.set_yscale("log")
+    finish(ax1, "text rank", "largest |ℓ_{t+1} − ℓ_t| [nats]", "text scores (post warm-up)")
+    m = raw.merge(clean, on=["model", "step"], suffixes=("_raw", "_clean"))
+    ax2.scatter(m.kl_raw, m.kl_clean, s=12, alpha=0.7)
+    lo, hi = (
+        float(min(m.kl_raw.min(), m.kl_clean.min())),
+        float(max(m.kl_raw.max(), m.kl_clean.max())),
+    )
+    ax2.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1, label="unchanged")
+    ax2.set(xscale="log", yscale="log")
+    ax2.legend()
+    finish(
+        ax2,
+        "consecutive KL, raw [bits/byte]",
+        "consecutive KL, preprocessed [bits/byte]",
+        "before vs after",
+    )
+    return fig
+
+
+def plot_early_later(sets: pd.DataFrame) -> plt.Figure:
+    """The Early and Later sets of consecutive KLs (pooled over sizes), log y."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    sns.boxplot(
+        data=sets,
+        x="group",
+        y="kl",
+        order=["Early", "Later"],
+        ax=ax,
+        color="0.85",
+        showfliers=False,
+    )
+    sns.stripplot(
+        data=sets,
+        x="group",
+        y="kl",
+        hue="model",
+        order=["Early", "Later"],
+        ax=ax,
+        dodge=False,
+        size=4,
+    )
+    ax.set_yscale("log")
+    finish(ax, "set of consecutive pairs", KL_LABEL, "Early vs Later")
+    return fig
+
+
+# ----------------------------------------------------------------------------- chapter 4
+
+
+def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
+    """Table 1 as a figure: each row's KL with its 95% bootstrap interval, log x."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(table) + 1.5))
+    colors = colors_for(["consecutive", "seed", "size"])
+    y = np.arange(len(table))[::-1]
+    for yi, (_, r) in zip(y, table.iterrows()):
+        ax.errorbar(
+            r.kl,
+            yi,
+            xerr=[[r.kl - r.lo], [r.hi - r.kl]],
+            fmt="D" if r.n_pairs > 1 else "o",
+            color=colors[r.setting],
+            capsize=3,
+        )
+    ax.set_yticks(y, table.quantity, fontsize=8)
+    ax.set_xscale("log")
+    for s in ("consecutive", "seed", "size"):
+        ax.plot([], [], "o", color=colors[s], label=s)
+    ax.legend(loc="lower right")
+    finish(ax, KL_LABEL + " (95% bootstrap interval)", None, "late checkpoints < seeds < sizes?")
+    return fig
+
+
+# ----------------------------------------------------------------------------- chapter 5
+
+
+def plot_diffusion(
+    D_l: xr.DataArray, D_w: xr.DataArray | None, model: str, starts: Sequence[int]
+) -> plt.Figure:
+    """D_ℓ and D_W against Δ from a few start steps, log–log, with a c = 1 guide."""
+    n = 2 if D_w is not None else 1
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4), squeeze=False)
+    colors = dict(zip(starts, ramp("C0", len(starts), light=0.6)))
+    panels = [(axes[0, 0], D_l, "D_ℓ = KL [bits/byte]", "log-likelihood space")]
+    if D_w is not None:
+        panels.append((axes[0, 1], D_w, "D_W = Σ(Δθ)² [weight units²]", "weight space"))
+    for ax, D, ylab, title in panels:
+        sub = D.sel(model=model)
+        for s in starts:
+            row = sub.sel(step=s)
+            x = np.asarray(row["delta"].values, dtype=float)
+            y = np.asarray(row.values, dtype=float)
+            ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
+            ax.loglog(x[ok], y[ok], "o-", color=colors[s], label=f"from step {s}")
+            if ok.any():
+                x0, y0 = x[ok][0], y[ok][0]
+                ax.loglog(x[ok], y0 * x[ok] / x0, color=colors[s], ls=":", lw=1)
+        ax.plot([], [], "k:", lw=1, label="c = 1 guide")
+        ax.legend(fontsize=8)
+        finish(ax, "Δ steps", ylab, f"{title}: {model}")
+    return fig
+
+
+def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, str]) -> plt.Figure:
+    """Local exponents c against start step, per run, in both spaces; c = 1 marked."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    models = [str(m) for m in c_l["model"].values]
+    colors = colors_for(models)
+    for m in models:
+        ax.plot(
+            c_l["step"],
+            c_l.c.sel(model=m),
+            "o-",
+            ms=3,
+            color=colors[m],
+            label=f"c_ℓ {labels.get(m, m)}",
+        )
+        if c_w is not None and m in c_w["model"].values:
+            ax.plot(
+                c_w["step"],
+                c_w.c.sel(model=m),
+                "s--",
+                ms=3,
+                color=colors[m],
+                alpha=0.7,
+                label=f"c_W {labels.get(m, m)}",
+            )
+    ax.axhline(1.0, color="grey", lw=1, ls="--", label="c = 1 (ordinary diffusion)")
+    ax.legend(fontsize=7, ncol=2)
+    finish(
+        ax,
+        "start step t",
+        "local exponent c (fit over the window)",
+        "log-likelihood (solid) vs weights (dashed)",
+    )
+    return fig

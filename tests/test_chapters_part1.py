@@ -1,0 +1,59 @@
+"""Execute the Part I chapters (01–05) with the smoke parameters through kltools.book.
+
+They share one smoke suite and one pretraining store (the fixture of
+tests/test_experiments_pretraining.py, built once per session), so the extraction happens once.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from test_experiments_pretraining import shared_smoke_roots
+
+from kltools import book
+
+PART1 = ["method", "trajectories", "consecutive", "seeds_sizes", "diffusion"]
+
+
+@pytest.fixture(scope="module")
+def part1_env(tmp_path_factory: pytest.TempPathFactory):
+    smoke_roots = shared_smoke_roots(tmp_path_factory)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KLTOOLS_SUITE_ROOT", str(smoke_roots["suite"]))
+    mp.setenv("KLTOOLS_DATA_ROOT", str(smoke_roots["data"]))
+    mp.setenv("KLTOOLS_BUILD_ROOT", str(tmp_path_factory.mktemp("build")))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    yield
+    mp.undo()
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", PART1)
+def test_chapter_runs_with_smoke_parameters(name: str, part1_env: None) -> None:
+    doc = book.load_profile("smoke")
+    params = book.resolve_parameters(name, doc, book.declared_parameters(book.notebook_path(name)))
+    run = book.execute_chapter(name, params, "smoke", force=True)
+    assert run.status == "executed", run.error
+    assert book.notebook_problems(run.notebook, name) == []
+    nb = nbformat.read(run.notebook, as_version=4)
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, f"{name}: no figure"
+    first = next(o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "parameter" in str(first.get("data", {}).get("text/html", "")), (
+        "first output: parameters"
+    )
+
+
+@pytest.mark.parametrize("name", PART1)
+def test_source_notebook_contract(name: str) -> None:
+    nb = nbformat.read(book.notebook_path(name), as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    declared = book.declared_parameters(book.notebook_path(name))
+    for profile in book.PROFILES:  # every profile's section resolves against the notebook
+        book.resolve_parameters(name, book.load_profile(profile), declared)
+    for key in ("profile", "n_texts", "bos", "dtype", "device", "batch_size", "seed", "n_boot"):
+        assert key in declared
