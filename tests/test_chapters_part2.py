@@ -1,0 +1,77 @@
+"""Part II chapters (06-10) executed through kltools.book with the smoke parameters.
+
+Also: with the pythia parameters and the hub offline, a chapter fails at once with one clear
+message (before any model is loaded).
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from kltools import book
+
+PART2 = ("quantization", "floor", "finetuning", "layers", "scale")
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    from kltools.suite import build
+
+    build("smoke", verbose=False)
+    base = tmp_path_factory.mktemp("part2")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KLTOOLS_BUILD_ROOT", str(base / "build"))
+    mp.setenv("KLTOOLS_DATA_ROOT", str(base / "data"))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    yield base
+    mp.undo()
+
+
+def _outputs(nb_file) -> str:
+    nb = nbformat.read(nb_file, as_version=4)
+    text = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            text.append(data.get("text/markdown", "") + data.get("text/plain", ""))
+            if "image/png" in data:
+                text.append("<IMG>")
+    return "\n".join(text)
+
+
+@pytest.mark.parametrize("name", PART2)
+def test_chapter_runs_on_smoke(roots, name):
+    doc = book.load_profile("smoke")
+    params = book.resolve_parameters(name, doc, book.declared_parameters(book.notebook_path(name)))
+    run = book.execute_chapter(name, params, "smoke", force=True)
+    assert run.status == "executed", run.error
+    out = _outputs(run.notebook)
+    assert "<IMG>" in out
+    assert "paper" in out  # the compared-with-the-paper table
+    if name in ("quantization", "floor", "scale"):
+        assert "holds" in out or "not reproduced" in out
+    if name == "quantization":
+        assert "verified quantized" in out
+
+
+def test_notebooks_are_clean():
+    for name in PART2:
+        nb = nbformat.read(book.notebook_path(name), as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+        for profile in book.PROFILES:
+            doc = book.load_profile(profile)
+            book.resolve_parameters(name, doc, book.declared_parameters(book.notebook_path(name)))
+
+
+def test_pythia_offline_fails_at_once(roots):
+    doc = book.load_profile("pythia")
+    name = "quantization"
+    params = book.resolve_parameters(name, doc, book.declared_parameters(book.notebook_path(name)))
+    run = book.execute_chapter(name, params, "pythia", force=True)
+    assert run.status == "failed"
+    assert "KLToolsError" in run.error and ("offline" in run.error or "hub" in run.error)
+    assert run.seconds < 60
