@@ -370,7 +370,10 @@ def plot_scale(
             ax.axvline(i - 0.5, color="0.5", ls="--", lw=0.8)
         prev = g
     symlog_kl_axis(ax)
-    top = max(float(data.kl.max()) * 1.5, 0.2)
+    shown = [float(data.kl.max())]
+    if paper:
+        shown += [float(paper[s]) for s in order if paper.get(s) is not None]
+    top = max(max(shown) * 1.5, 0.2)
     ax.set_ylim(0, top)
     ax.tick_params(axis="x", rotation=30)
     finish(ax, None, KL_LABEL + " (symlog, linear below 0.1)", "The KL scale across settings")
