@@ -24,7 +24,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -182,20 +184,45 @@ def build(
     proot.mkdir(parents=True, exist_ok=True)
     from kltools.suite.data import prepare
 
-    if verbose and not data_ready:
-        print(
-            f"suite {p.name}: preparing tokenizer, token pools and analysis texts", file=sys.stderr
-        )
-    prepare(p, proot)
-    built = _run_units(p, proot, todo, int(jobs), verbose)
-    fp = fingerprint(p, root)
-    fp_file.write_text(fp + "\n")
+    with _exclusive(proot / ".build.lock", p.name, verbose):
+        # another build may have finished units while this one waited for the lock
+        todo = [u for u in units if not is_built(u, proot, p)]
+        if verbose and not _data_ready(p, proot):
+            print(
+                f"suite {p.name}: preparing tokenizer, token pools and analysis texts",
+                file=sys.stderr,
+            )
+        prepare(p, proot)
+        built = _run_units(p, proot, todo, int(jobs), verbose)
+        fp = fingerprint(p, root)
+        fp_file.write_text(fp + "\n")
     return {
         "built": built,
         "skipped": [u.name for u in units if u.name not in built],
         "fingerprint": fp,
         "seconds": time.time() - t0,
     }
+
+
+@contextmanager
+def _exclusive(lock_path: Path, name: str, verbose: bool) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path``: two builds of one folder take turns."""
+    import fcntl
+
+    with lock_path.open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if verbose:
+                print(
+                    f"suite {name}: waiting for another build of {lock_path.parent}",
+                    file=sys.stderr,
+                )
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _run_units(p: Profile, proot: Path, todo: list[Unit], jobs: int, verbose: bool) -> list[str]:
