@@ -69,7 +69,7 @@ def throughput(profile: str, root: Path, n_texts: int) -> dict[str, dict[str, fl
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kltools.suite.build import list_models
+    from kltools.suite.builder import list_models
     from kltools.suite.profiles import get_profile
 
     torch.set_num_threads(1)

@@ -63,7 +63,6 @@ import shutil
 import subprocess
 import sys
 import time
-import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -637,29 +636,13 @@ def execute_chapter(
 
 
 def build_suite(profile: str) -> str:
-    """Build the offline model suite of ``profile`` with ``kltools.suite.build`` (if written)."""
+    """Build (or reuse) the offline model suite of ``profile`` with :func:`kltools.suite.build`."""
     if profile not in SUITE_PROFILES:
         return f"suite: not used by profile {profile!r}"
-    import importlib
+    from kltools.suite import build as build_models
 
-    try:
-        module = importlib.import_module("kltools.suite")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("kltools.suite", "kltools"):
-            return "suite: kltools.suite is not available yet; skipped"
-        raise
-    build = getattr(module, "build", None)
-    if build is None or isinstance(build, types.ModuleType):  # a kltools/suite/build.py module
-        try:
-            build = getattr(importlib.import_module("kltools.suite.build"), "build", None)
-        except ModuleNotFoundError as exc:
-            if exc.name != "kltools.suite.build":
-                raise
-            build = None
-    if build is None:
-        return "suite: kltools.suite.build is not available yet; skipped"
     start = time.perf_counter()
-    build(profile)
+    build_models(profile)
     return f"suite: {profile} ready in {time.perf_counter() - start:.1f} s"
 
 

@@ -25,7 +25,7 @@ def shared_smoke_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
         if given and (Path(given) / "smoke" / "FINGERPRINT").is_file():
             suite = Path(given)
         else:
-            from kltools.suite.build import build
+            from kltools.suite.builder import build
 
             suite = tmp_path_factory.mktemp("suite")
             build("smoke", root=suite, jobs=2, verbose=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kltools.suite.build import build, fingerprint, list_models
+from kltools.suite.builder import build, fingerprint, list_models
 from kltools.suite.profiles import PROFILES, RTN_SCHEMES, plan
 
 PROFILE = PROFILES["smoke"]

@@ -44,7 +44,7 @@ def _check(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     """``kltools suite build``."""
     _check(args)
-    from kltools.suite.build import build, profile_root
+    from kltools.suite.builder import build, profile_root
 
     result = build(args.profile, args.root, args.jobs)
     where = profile_root(args.profile, args.root)
@@ -58,7 +58,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """``kltools suite list``."""
     _check(args)
-    from kltools.suite.build import list_models
+    from kltools.suite.builder import list_models
 
     models = list_models(args.profile, args.root)
     if args.json:
