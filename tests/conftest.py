@@ -27,6 +27,15 @@ Fixtures (names are stable; other test modules rely on them)
     so equal arguments return the same directory. Deterministic: equal arguments give
     bit-identical weights.
 
+``smoke_suite_root`` (session) -> pathlib.Path
+    The suite base folder holding the ``smoke`` profile of the offline model suite, built once
+    per test session (``kltools.suite.build``; a no-op when ``$KLTOOLS_TEST_SMOKE_SUITE`` names
+    an up-to-date one). Requesting it also points ``KLTOOLS_SUITE_ROOT`` at it for the rest of
+    the session, so ``smoke-…`` model names resolve everywhere.
+``smoke_data_root`` (session) -> pathlib.Path
+    One data root (zarr stores) for the session's smoke chapters, so that chapters sharing a
+    store (the pretraining chapters) extract it once.
+
 Constants ``TINY_BPE_VOCAB``, ``TINY_CHARS`` and ``TINY_NEOX_CONFIG`` are importable from
 ``tests.conftest`` only by path; prefer the fixtures.
 """
@@ -198,3 +207,21 @@ def make_tiny_neox(
 def tiny_neox(make_tiny_neox: Callable[..., Path]) -> Path:
     """Directory with the default tiny random GPT-NeoX (seed 0) and its tokenizer."""
     return make_tiny_neox(0)
+
+
+@pytest.fixture(scope="session")
+def smoke_suite_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke model suite, built once per session and shared by every test that needs it."""
+    from kltools.suite import build
+
+    given = os.environ.get("KLTOOLS_TEST_SMOKE_SUITE")
+    root = Path(given) if given else tmp_path_factory.mktemp("suite")
+    build("smoke", root, jobs=2, verbose=False)  # reuses whatever is already built
+    os.environ["KLTOOLS_SUITE_ROOT"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root for smoke-profile stores, shared by the whole session."""
+    return tmp_path_factory.mktemp("data")

@@ -1,14 +1,13 @@
 """Execute the Part I chapters (01–05) with the smoke parameters through kltools.book.
 
-They share one smoke suite and one pretraining store (the fixture of
-tests/test_experiments_pretraining.py, built once per session), so the extraction happens once.
+They share one smoke suite and one pretraining store (session fixtures of
+tests/conftest.py and tests/test_experiments_pretraining.py), so the extraction happens once.
 """
 
 from __future__ import annotations
 
 import nbformat
 import pytest
-from test_experiments_pretraining import shared_smoke_roots
 
 from kltools import book
 
@@ -16,11 +15,10 @@ PART1 = ["method", "trajectories", "consecutive", "seeds_sizes", "diffusion"]
 
 
 @pytest.fixture(scope="module")
-def part1_env(tmp_path_factory: pytest.TempPathFactory):
-    smoke_roots = shared_smoke_roots(tmp_path_factory)
+def part1_env(smoke_suite_root, smoke_data_root, tmp_path_factory: pytest.TempPathFactory):
     mp = pytest.MonkeyPatch()
-    mp.setenv("KLTOOLS_SUITE_ROOT", str(smoke_roots["suite"]))
-    mp.setenv("KLTOOLS_DATA_ROOT", str(smoke_roots["data"]))
+    mp.setenv("KLTOOLS_SUITE_ROOT", str(smoke_suite_root))
+    mp.setenv("KLTOOLS_DATA_ROOT", str(smoke_data_root))
     mp.setenv("KLTOOLS_BUILD_ROOT", str(tmp_path_factory.mktemp("build")))
     mp.setenv("HF_HUB_OFFLINE", "1")
     yield

@@ -15,14 +15,11 @@ PART2 = ("quantization", "floor", "finetuning", "layers", "scale")
 
 
 @pytest.fixture(scope="module")
-def roots(tmp_path_factory):
-    from kltools.suite import build
-
-    build("smoke", verbose=False)
+def roots(smoke_suite_root, smoke_data_root, tmp_path_factory):
     base = tmp_path_factory.mktemp("part2")
     mp = pytest.MonkeyPatch()
     mp.setenv("KLTOOLS_BUILD_ROOT", str(base / "build"))
-    mp.setenv("KLTOOLS_DATA_ROOT", str(base / "data"))
+    mp.setenv("KLTOOLS_DATA_ROOT", str(smoke_data_root))  # the pretraining store is shared
     mp.setenv("HF_HUB_OFFLINE", "1")
     yield base
     mp.undo()

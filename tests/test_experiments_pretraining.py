@@ -3,7 +3,6 @@ suite, the analyses the chapters call, and the pythia profile failing fast offli
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -14,28 +13,11 @@ import xarray as xr
 from kltools.errors import KLToolsError
 from kltools.experiments import pretraining as P
 
-_ROOTS: dict[str, Path] = {}
-
-
-def shared_smoke_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A smoke suite (reused from $KLTOOLS_TEST_SMOKE_SUITE if that holds a built one) and one
-    data root, built once per test session and shared with tests/test_chapters_part1.py."""
-    if not _ROOTS:
-        given = os.environ.get("KLTOOLS_TEST_SMOKE_SUITE")
-        if given and (Path(given) / "smoke" / "FINGERPRINT").is_file():
-            suite = Path(given)
-        else:
-            from kltools.suite.builder import build
-
-            suite = tmp_path_factory.mktemp("suite")
-            build("smoke", root=suite, jobs=2, verbose=False)
-        _ROOTS.update(suite=suite, data=tmp_path_factory.mktemp("data"))
-    return _ROOTS
-
 
 @pytest.fixture(scope="session")
-def smoke_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return shared_smoke_roots(tmp_path_factory)
+def smoke_roots(smoke_suite_root: Path, smoke_data_root: Path) -> dict[str, Path]:
+    """The session's smoke suite and data root (tests/conftest.py), shared with part I chapters."""
+    return {"suite": smoke_suite_root, "data": smoke_data_root}
 
 
 @pytest.fixture

@@ -158,11 +158,10 @@ def test_hub_paths_offline_fail_at_once(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def smoke_suite():
-    from kltools.suite import build, list_models
+def smoke_suite(smoke_suite_root):
+    from kltools.suite import list_models
 
-    build("smoke", verbose=False)
-    return list_models("smoke")
+    return list_models("smoke", smoke_suite_root)
 
 
 def test_verify_quantized_on_suite_copies(smoke_suite, tmp_path):

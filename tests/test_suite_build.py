@@ -17,11 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Suite base folder holding a freshly built smoke profile (2 workers)."""
-    root = tmp_path_factory.mktemp("suite")
-    build("smoke", root, jobs=2, verbose=False)
-    return root
+def smoke_root(smoke_suite_root: Path) -> Path:
+    """Suite base folder holding the session's smoke profile (built with 2 workers)."""
+    return smoke_suite_root
 
 
 @pytest.fixture(scope="session")
