@@ -47,6 +47,16 @@ def parse_batch_size(text: str | None) -> int | None:
     return value
 
 
+def parse_scheduler_arg(text: str | None) -> str | None:
+    """``--scheduler``: None/"none" (this process), ``local:N`` or a Dask scheduler address."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return None
+    from kltools.distributed import parse_scheduler
+
+    parse_scheduler(text)
+    return text.strip()
+
+
 def units_from_specs(specs: Sequence[str]) -> list[Any]:
     """Units for command-line specs.
 
@@ -73,6 +83,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers)
     batch_size = parse_batch_size(args.batch_size)
     quantization = check_quantization(args.quantization)
+    scheduler = parse_scheduler_arg(args.scheduler)
     texts = load_texts(args.texts)
     units = units_from_specs(args.model)
     if quantization:
@@ -88,6 +99,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         device=args.device,
         batch_size=batch_size,
+        scheduler=scheduler,
         progress=not args.quiet,
     )
     return 0
@@ -170,6 +182,12 @@ def register(subparsers: Any) -> None:
     ex.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ex.add_argument("--quantization", default="none", choices=("none", "int8", "fp4", "nf4"))
     ex.add_argument("--batch-size", default=None, help="windows per batch (default: automatic)")
+    ex.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="local:N|tcp://HOST:PORT",
+        help="run units on Dask: local:N worker processes (1 thread each) or a scheduler address",
+    )
     ex.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
     ex.set_defaults(func=cmd_extract)
 
