@@ -160,9 +160,10 @@ def train_run(unit: Unit, profile: Profile, root: Path, position: int = 0) -> di
     setup_torch(1)
     p = unit.params
     run_dir = root / unit.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    # An unfinished or outdated run restarts from step 0 (no optimizer state is kept), so clear
+    # its folder: checkpoints of an earlier plan must never mix with this one's.
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
     tok_dir = root / "tokenizer"
     windows = np.load(root / "data" / "pretrain.npy")
     heldout = np.load(root / "data" / "heldout.npy")
