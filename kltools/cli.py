@@ -101,6 +101,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         batch_size=batch_size,
         scheduler=scheduler,
         progress=not args.quiet,
+        open_result=False,
     )
     return 0
 

@@ -251,13 +251,37 @@ def logits_chunk_rows(vocab: int, device: str) -> int:
     return max(1, budget // (4 * max(1, vocab)))
 
 
+def batch_tokens_for_memory(
+    free_bytes: int,
+    *,
+    hidden: int,
+    intermediate: int,
+    vocab: int,
+    itemsize: int,
+    lens_rows: int,
+    chunk_rows: int,
+) -> int:
+    """Tokens per batch that fit ``free_bytes`` of accelerator memory (pure arithmetic).
+
+    The log-softmax chunk is set aside first (float32 logits, their log-softmax and a cast:
+    ``chunk_rows x vocab x (12 + itemsize)`` bytes); the rest, with a 40% margin for the
+    allocator and attention workspaces, is divided by the activations of one token (a few
+    hidden-width and MLP-width vectors, plus the hidden states the lens keeps). The
+    vocabulary enters only through the chunk: memory is bounded by the chunk size, never by
+    batch x sequence x vocabulary. Clamped to [256, :data:`CUDA_MAX_BATCH_TOKENS`].
+    """
+    chunk_bytes = chunk_rows * vocab * (12 + itemsize)
+    per_token = itemsize * (8 * hidden + 3 * intermediate + lens_rows * hidden) + 64
+    usable = int(0.6 * max(0, free_bytes - chunk_bytes))
+    return int(min(CUDA_MAX_BATCH_TOKENS, max(256, usable // per_token)))
+
+
 def auto_batch_tokens(model: Any, device: str, lens_rows: int, chunk_rows: int) -> int:
     """Tokens per forward batch when ``batch_size`` is None.
 
-    On CPU a fixed :data:`CPU_BATCH_TOKENS` (measured by ``make bench``). On CUDA, from the
-    free memory left after the weights and the log-softmax chunk: the activations of one
-    token (a few times the MLP width and the hidden states kept for the lens) bound the
-    batch; the vocabulary never enters, because the logits exist for one chunk only.
+    On CPU a fixed :data:`CPU_BATCH_TOKENS` (measured by ``make bench``). On CUDA,
+    :func:`batch_tokens_for_memory` of the free memory reported by
+    ``torch.cuda.mem_get_info`` after the weights are loaded.
     """
     if not str(device).startswith("cuda"):
         return CPU_BATCH_TOKENS
@@ -265,14 +289,16 @@ def auto_batch_tokens(model: Any, device: str, lens_rows: int, chunk_rows: int) 
 
     cfg = getattr(model.config, "text_config", None) or model.config
     d = int(getattr(cfg, "hidden_size", 1024))
-    inter = int(getattr(cfg, "intermediate_size", 4 * d) or 4 * d)
-    vocab = int(model.get_output_embeddings().weight.shape[0])
-    itemsize = next(model.parameters()).element_size()
     free, _total = torch.cuda.mem_get_info(torch.device(device))
-    chunk_bytes = chunk_rows * vocab * (4 * 3 + itemsize)  # logits, log-softmax, casts
-    per_token = itemsize * (8 * d + 3 * inter + lens_rows * d) + 64
-    usable = int(0.6 * (free - chunk_bytes))
-    return int(min(CUDA_MAX_BATCH_TOKENS, max(256, usable // per_token)))
+    return batch_tokens_for_memory(
+        int(free),
+        hidden=d,
+        intermediate=int(getattr(cfg, "intermediate_size", 4 * d) or 4 * d),
+        vocab=int(model.get_output_embeddings().weight.shape[0]),
+        itemsize=next(model.parameters()).element_size(),
+        lens_rows=lens_rows,
+        chunk_rows=chunk_rows,
+    )
 
 
 def _batches(windows: list[Window], batch_size: int | None, max_tokens: int) -> list[list[Window]]:
@@ -328,6 +354,12 @@ def _lse_float32(logits: Any) -> Any:
 _FUSED: dict[str, Any] = {}
 
 
+#: compile the fused logsumexp only for units with at least this many logits to normalise
+#: (scored tokens x vocabulary x lens layers); below it the ~4 s of compilation cost more
+#: than they save (measured by ``make bench``)
+COMPILE_MIN_LOGITS = 2 * 10**9
+
+
 def fused_lse() -> Callable[[Any], Any] | None:
     """A compiled float32 row-``logsumexp`` of low-precision logits, or None if unavailable.
 
@@ -355,7 +387,9 @@ def fused_lse() -> Callable[[Any], Any] | None:
     return _FUSED["cpu"]
 
 
-def token_logprobs(hidden: Any, targets: Any, head: Any, chunk_rows: int) -> Any:
+def token_logprobs(
+    hidden: Any, targets: Any, head: Any, chunk_rows: int, fused: bool = True
+) -> Any:
     """float32 ``log p(target)`` of each row of ``hidden`` through the unembedding ``head``.
 
     The full-vocabulary logits exist for ``chunk_rows`` rows at a time. float32 weights:
@@ -372,6 +406,8 @@ def token_logprobs(hidden: Any, targets: Any, head: Any, chunk_rows: int) -> Any
     targets : torch.Tensor, (M,) long
     head : torch.nn.Linear
     chunk_rows : int
+    fused : bool
+        Allow the compiled logsumexp (CPU, low-precision weights only).
 
     Returns
     -------
@@ -381,7 +417,8 @@ def token_logprobs(hidden: Any, targets: Any, head: Any, chunk_rows: int) -> Any
     import torch.nn.functional as F
 
     weight, bias = head.weight, head.bias
-    fused = fused_lse() if weight.dtype != torch.float32 and hidden.device.type == "cpu" else None
+    low = weight.dtype != torch.float32 and hidden.device.type == "cpu"
+    lse_fn = fused_lse() if fused and low else None
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     for s in range(0, hidden.shape[0], chunk_rows):
         h, t = hidden[s : s + chunk_rows], targets[s : s + chunk_rows, None]
@@ -389,8 +426,8 @@ def token_logprobs(hidden: Any, targets: Any, head: Any, chunk_rows: int) -> Any
         if logits.dtype == torch.float32:
             out[s : s + chunk_rows] = torch.log_softmax(logits, -1).gather(-1, t).squeeze(-1)
             continue
-        if fused is not None:
-            lse = fused(logits)
+        if lse_fn is not None:
+            lse = lse_fn(logits)
         else:
             logits = logits.float()
             lse = (logits.gather(-1, t) - torch.log_softmax(logits, -1).gather(-1, t)).squeeze(-1)
@@ -417,7 +454,15 @@ def _lens_inputs(model: Any, hidden_states: Sequence[Any], layers: Sequence[int]
 
 
 def _batch_logprobs(
-    model: Any, split: Any, ids: Any, attn: Any, targets: Any, sel: Any, lens: Any, chunk: int
+    model: Any,
+    split: Any,
+    ids: Any,
+    attn: Any,
+    targets: Any,
+    sel: Any,
+    lens: Any,
+    chunk: int,
+    fused: bool,
 ) -> Any:
     """(rows, M) float32 log-probabilities of the selected flat positions of one batch."""
     from kltools.lens import lens_logits
@@ -432,9 +477,9 @@ def _batch_logprobs(
         if lens is None:
             last = out.last_hidden_state
             h = last.reshape(-1, last.shape[-1]).index_select(0, sel)
-            return token_logprobs(h, flat_t, head, chunk)[None]
+            return token_logprobs(h, flat_t, head, chunk, fused)[None]
         h = _lens_inputs(model, out.hidden_states, lens, sel)
-        lp = token_logprobs(h, flat_t.repeat(len(lens)), head, chunk)
+        lp = token_logprobs(h, flat_t.repeat(len(lens)), head, chunk, fused)
         return lp.reshape(len(lens), -1)
     out = model(input_ids=ids, attention_mask=attn, use_cache=False, output_hidden_states=want_hs)
     vocab = out.logits.shape[-1]
@@ -556,10 +601,11 @@ def score_texts(
     if split is None:  # the whole (B, T, V) logits exist: bound them as well
         max_tokens = max(1, min(max_tokens, 4 * LOGITS_CHUNK_BYTES_CUDA // (4 * vocab)))
     batches = _batches(windows, batch_size, max_tokens)
+    fused = int(n_tokens.sum()) * vocab * rows >= COMPILE_MIN_LOGITS
     for batch in batches:
         ids, targets, attn, sel, row_of = (x.to(device) for x in _pack(batch, seqs, pad_id))
         with torch.inference_mode():
-            lp = _batch_logprobs(model, split, ids, attn, targets, sel, lens, chunk)
+            lp = _batch_logprobs(model, split, ids, attn, targets, sel, lens, chunk, fused)
             per_window = torch.zeros((rows, len(batch)), dtype=torch.float64, device=device)
             per_window.index_add_(1, row_of, lp.double())
         per_window = per_window.cpu().numpy()
@@ -668,6 +714,7 @@ def extract(
     batch_size: int | None = None,
     scheduler: Any = None,
     progress: bool = True,
+    open_result: bool = True,
 ) -> Any:
     """Extract the log-likelihood vectors of several units into a resumable zarr store.
 
@@ -697,10 +744,12 @@ def extract(
         its own region of the store; a unit lost with its worker is recomputed by a rerun.
     progress : bool
         Show a progress bar and one summary line per unit on stderr.
+    open_result : bool
+        False: return None instead of opening the store (the CLI; saves importing xarray).
 
     Returns
     -------
-    xarray.Dataset
+    xarray.Dataset or None
         :func:`kltools.store.open_store` of the store.
     """
     from kltools import store as kstore
@@ -786,7 +835,7 @@ def extract(
     else:
         _run_on(scheduler, str_store, pending, config_of, log)
     log.close()
-    return kstore.open_store(store)
+    return kstore.open_store(store) if open_result else None
 
 
 def _run_on(
