@@ -353,8 +353,15 @@ def section_scale_out(
 
     from kltools.distributed import scheduler_client
     from kltools.extract import Unit, extract
+    from kltools.texts import TextSet
 
     label, cfg, model_dir = shape
+    reps = 4  # units of the tiny shape are short: score each text several times
+    texts = TextSet(
+        name="scale-out",
+        ids=tuple(f"r{i}" for i in range(reps * len(texts.texts))),
+        texts=list(texts.texts) * reps,
+    )
     dirs = [model_dir] + [
         B.build_model(work / f"unit{s}", cfg, model_dir, seed=s) for s in range(1, n_units)
     ]
