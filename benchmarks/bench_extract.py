@@ -92,7 +92,7 @@ def make_hflm(model_dir: Path, batch_size: int = 16) -> Any:
 
 def fused_scores(loaded: Any, texts: list[str]) -> Any:
     """kltools bf16 with the compiled fused logsumexp forced on (as a large unit gets it)."""
-    import kltools.extract as kx
+    import kltools.extraction as kx
 
     saved, kx.COMPILE_MIN_LOGITS = kx.COMPILE_MIN_LOGITS, 0
     try:
@@ -183,7 +183,7 @@ def section_inprocess(
     """(a), (b), (c) in one process, interleaved; speeds, ratios, roofline fractions, KL."""
     import numpy as np
 
-    from kltools.extract import score_texts
+    from kltools.extraction import score_texts
     from kltools.kl import kl_between
     from kltools.models import load_model
 
@@ -352,7 +352,7 @@ def section_scale_out(
     import torch
 
     from kltools.distributed import scheduler_client
-    from kltools.extract import Unit, extract
+    from kltools.extraction import Unit, extract
     from kltools.texts import TextSet
 
     label, cfg, model_dir = shape

@@ -102,7 +102,7 @@ def check_shape(
     """Speed, memory and agreement for one model shape; (numbers, failed checks)."""
     import numpy as np
 
-    from kltools.extract import auto_batch_tokens, logits_chunk_rows, score_texts
+    from kltools.extraction import auto_batch_tokens, logits_chunk_rows, score_texts
     from kltools.kl import kl_between
     from kltools.models import load_model
 

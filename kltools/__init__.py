@@ -50,9 +50,9 @@ _API: dict[str, str] = {
     # models and extraction
     "resolve_model": "kltools.models",
     "load_model": "kltools.models",
-    "Unit": "kltools.extract",
-    "score_texts": "kltools.extract",
-    "extract": "kltools.extract",
+    "Unit": "kltools.extraction",
+    "score_texts": "kltools.extraction",
+    "extract": "kltools.extraction",
     "open_store": "kltools.store",
 }
 

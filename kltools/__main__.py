@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kltools: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("kltools: interrupted; finished units are kept, rerun the command to resume", file=sys.stderr)
+        print(
+            "kltools: interrupted; finished units are kept, rerun the command to resume",
+            file=sys.stderr,
+        )
         return 130
     return int(rc or 0)
 

@@ -63,7 +63,7 @@ def units_from_specs(specs: Sequence[str]) -> list[Any]:
     If every spec ends in ``@stepN``, the units get coords ``{"model": base, "step": N}``
     (a training trajectory); otherwise ``{"model": spec}``.
     """
-    from kltools.extract import Unit
+    from kltools.extraction import Unit
 
     matches = [_STEP_SPEC.match(s) for s in specs]
     if all(matches):
@@ -76,7 +76,7 @@ def units_from_specs(specs: Sequence[str]) -> list[Any]:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Handler of ``kltools extract``."""
-    from kltools.extract import extract
+    from kltools.extraction import extract
     from kltools.models import check_quantization
     from kltools.texts import load_texts
 

@@ -1,7 +1,7 @@
-"""Scale-out of :func:`kltools.extract.extract` on Dask distributed.
+"""Scale-out of :func:`kltools.extraction.extract` on Dask distributed.
 
 An extraction is a list of independent units (model x revision x variant); each one is
-scored by :func:`kltools.extract.run_unit`, which writes its own region of the zarr store and
+scored by :func:`kltools.extraction.run_unit`, which writes its own region of the zarr store and
 sets its done flag last. So the units can run on any number of Dask workers at once, all
 writing into the one store (a shared filesystem for remote workers): no two units touch the
 same file, a unit whose worker dies is simply not done (Dask reruns it elsewhere, or the next

@@ -9,7 +9,7 @@ UTF-8 bytes of the decoded samples times ``ln 2`` puts it in bits/byte, the scal
 :func:`kltools.kl.kl_matrix`.
 
 The scoring loop is written here on the model's forward pass (independent of
-:mod:`kltools.extract`): log-softmax in float32, sums in float64.
+:mod:`kltools.extraction`): log-softmax in float32, sums in float64.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ moment leaves a readable store in which the unit in flight is simply absent; rer
 same extraction recomputes only the units whose flag is 0. A new store is built in a
 temporary folder and renamed into place. New units are appended by resizing the arrays first
 and then rewriting the root ``units`` list (rows beyond that list are ignored). One
-coordinating process (:func:`kltools.extract.extract`) should set a store up at a time; it
+coordinating process (:func:`kltools.extraction.extract`) should set a store up at a time; it
 holds an advisory lock on ``<store>/.kltools.lock`` while doing so.
 """
 

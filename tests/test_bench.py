@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kltools.extract import CUDA_MAX_BATCH_TOKENS, batch_tokens_for_memory
+from kltools.extraction import CUDA_MAX_BATCH_TOKENS, batch_tokens_for_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -23,7 +23,7 @@ import pytest
 import torch
 import zarr
 
-from kltools.extract import extract
+from kltools.extraction import extract
 from kltools.kl import kl_matrix
 from kltools.store import open_store
 from kltools.texts import load_texts

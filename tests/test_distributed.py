@@ -15,7 +15,7 @@ import zarr
 
 from kltools.distributed import make_client, parse_scheduler, scheduler_client
 from kltools.errors import KLToolsError
-from kltools.extract import Unit, extract
+from kltools.extraction import Unit, extract
 from kltools.store import open_store
 from kltools.texts import TextSet
 

@@ -95,7 +95,7 @@ def test_pythia_hub_models_fail_fast_offline(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Past the text set, the first hub checkpoint is refused offline before anything loads."""
-    from kltools.extract import extract
+    from kltools.extraction import extract
     from kltools.texts import load_texts
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kltools.errors import KLToolsError
-from kltools.extract import score_texts
+from kltools.extraction import score_texts
 from kltools.lens import check_layers, final_norm, lens_logits, unembedding
 from kltools.models import load_model
 

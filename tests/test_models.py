@@ -109,7 +109,7 @@ def test_cuda_without_cuda(tiny_neox: Path) -> None:
     ("quant", "layer"), [("int8", "Linear8bitLt"), ("fp4", "Linear4bit"), ("nf4", "Linear4bit")]
 )
 def test_bnb_quantization_on_cpu(make_tiny_neox, quant: str, layer: str) -> None:
-    from kltools.extract import score_texts
+    from kltools.extraction import score_texts
 
     # bitsandbytes' CPU 4-bit kernels need input sizes that are multiples of its blocksize (64)
     tiny_neox = make_tiny_neox(0, hidden_size=64, intermediate_size=128)

@@ -11,7 +11,7 @@ import pytest
 import zarr
 
 from kltools.errors import KLToolsError
-from kltools.extract import Unit, extract, score_texts
+from kltools.extraction import Unit, extract, score_texts
 from kltools.models import load_model
 from kltools.store import open_store, prepare, run_header
 from kltools.texts import TextSet

@@ -246,12 +246,12 @@ def pretraining_units(
 
     Returns
     -------
-    list of kltools.extract.Unit
+    list of kltools.extraction.Unit
         ``spec`` ``<run>@step<S>`` (suite) or ``EleutherAI/pythia-<size>@step<S>``; coords
         ``{"model": run name, "step": S}``. Paper exclusions (``pythia-1b@step116000``) are
         left out.
     """
-    from kltools.extract import Unit
+    from kltools.extraction import Unit
 
     wanted = None if steps is None else {int(s) for s in steps}
     units = []
@@ -393,7 +393,7 @@ def pretraining_store(
         ``n_params``, ``seed_group`` and ``size_group`` coordinates on ``model``; attrs
         ``store_path``.
     """
-    from kltools.extract import extract
+    from kltools.extraction import extract
     from kltools.store import open_store
 
     given = {

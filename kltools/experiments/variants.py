@@ -379,7 +379,7 @@ def hub_quant_catalogue(models: Sequence[str], schemes: Sequence[str]) -> pd.Dat
 
 def quant_units(catalogue: pd.DataFrame) -> list[Any]:
     """Units of the quantization store: each base (``variant="full"``) and its usable copies."""
-    from kltools.extract import Unit
+    from kltools.extraction import Unit
 
     units = []
     for model, g in catalogue.groupby("model", sort=False):
@@ -401,7 +401,7 @@ def extract_quantization(
     progress: bool = False,
 ) -> Any:
     """Extract the units of :func:`quant_units`; the store's view has dims (model, variant)."""
-    from kltools.extract import extract
+    from kltools.extraction import extract
     from kltools.store import open_store
 
     extract(
@@ -550,7 +550,7 @@ def extract_floor(
     ``specs`` maps a model label to its spec. ``batch_size`` is the run's batch size (the
     ``fp32``/``bf16``/``fp16`` settings use it, as the quantization chapter does).
     """
-    from kltools.extract import Unit, extract
+    from kltools.extraction import Unit, extract
     from kltools.store import open_store
 
     unknown = sorted(set(settings) - set(FLOOR_SETTINGS))
@@ -582,7 +582,7 @@ def extract_models(
     progress: bool = False,
 ) -> Any:
     """Extract models labelled by ``specs`` (label -> spec) into a store with dims (model, text)."""
-    from kltools.extract import Unit, extract
+    from kltools.extraction import Unit, extract
     from kltools.store import open_store
 
     units = [Unit(spec, {"model": label}) for label, spec in specs.items()]
@@ -864,7 +864,7 @@ def extract_layers(
     Stores: ``store_path(profile, "layers", f"_L{depth}")`` (a store holds one layer list).
     Returns the datasets, one per depth, with dims ``(model, layer, text)``.
     """
-    from kltools.extract import Unit, extract
+    from kltools.extraction import Unit, extract
     from kltools.models import n_layers_of
 
     refs = require_models(specs.values())

@@ -1,4 +1,4 @@
-"""kltools.extract: tokenisation, rolling windows, score_texts numerics, units, extract()."""
+"""kltools.extraction: tokenisation, rolling windows, score_texts numerics, units, extract()."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from kltools.errors import KLToolsError
-from kltools.extract import Unit, encode, extract, rolling_windows, score_texts
+from kltools.extraction import Unit, encode, extract, rolling_windows, score_texts
 from kltools.models import load_model
 from kltools.texts import TextSet
 
