@@ -71,6 +71,7 @@ from typing import Any
 import yaml
 
 from kltools.errors import KLToolsError
+from kltools.hashing import sha256_file
 from kltools.paths import project_root, suite_root
 
 #: chapter name (``make chapter CH=…``) -> notebook stem, in book order
@@ -353,14 +354,6 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def notebook_source_hash(nb_path: str | Path) -> str:
     """Hash of a notebook's cells (type, source, tags); outputs and execution counts excluded."""
     import nbformat
@@ -385,7 +378,7 @@ def package_source_hash(root: Path | None = None) -> str:
         if not path.is_file() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
             continue
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        h.update(_sha256_file(path).encode())
+        h.update(sha256_file(path).encode())
     return h.hexdigest()
 
 
@@ -427,7 +420,7 @@ def _input_paths(params: Mapping[str, Any]) -> list[Path]:
 def path_hash(path: Path) -> str:
     """Content hash of a file; for a folder, a hash of its file names, sizes and mtimes."""
     if path.is_file():
-        return _sha256_file(path)
+        return sha256_file(path)
     h = hashlib.sha256()
     for p in sorted(path.rglob("*")):
         if p.is_file():

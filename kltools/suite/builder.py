@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from kltools.errors import KLToolsError
+from kltools.hashing import sha256_file
 from kltools.paths import suite_root
 from kltools.suite.profiles import Profile, Unit, get_profile, plan, plan_digest, unit_digest
 
@@ -67,14 +68,6 @@ def is_built(unit: Unit, proot: Path, profile: str | Profile | None = None) -> b
         return False
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _data_ready(p: Profile, proot: Path) -> bool:
     """Whether ``data/data.json`` exists and was prepared with this profile's settings."""
     from kltools.suite.profiles import data_digest
@@ -98,16 +91,19 @@ def fingerprint(profile: str | Profile, root: str | os.PathLike[str] | None = No
     items: dict[str, Any] = {"plan": plan_digest(p)}
     for rel in ("data/data.json", "tokenizer/tokenizer.json", "texts/analysis.jsonl"):
         f = proot / rel
-        items[rel] = _sha256(f) if f.is_file() else "missing"
+        items[rel] = sha256_file(f) if f.is_file() else "missing"
     for unit in plan(p):
         folder = proot / unit.name
         if not is_built(unit, proot, p):
             items[unit.name] = "missing"
         elif unit.kind == "run":
-            items[unit.name] = _sha256(folder / "run.json")
+            items[unit.name] = sha256_file(folder / "run.json")
         else:
             record = "lineage.json" if unit.kind == "finetune" else "quantization.json"
-            items[unit.name] = [_sha256(folder / "model.safetensors"), _sha256(folder / record)]
+            items[unit.name] = [
+                sha256_file(folder / "model.safetensors"),
+                sha256_file(folder / record),
+            ]
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
 
 

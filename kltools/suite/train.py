@@ -15,7 +15,6 @@ the weight-space distances (:mod:`kltools.suite.weights`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,16 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from kltools.hashing import sha256_file
 from kltools.suite.profiles import Profile, Unit, unit_digest
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def setup_torch(threads: int = 1) -> None:
