@@ -391,7 +391,8 @@ def diffusion_exponents(
     _require_dim(D, lag_dim, "diffusion_exponents")
     D = D.transpose(..., step_dim, lag_dim)
     if "delta" in D.coords:
-        delta = D["delta"].transpose(step_dim, lag_dim).values.astype(np.float64)
+        # ``delta`` may carry other dims too (e.g. per model when runs differ)
+        delta = D["delta"].broadcast_like(D).transpose(*D.dims).values.astype(np.float64)
     else:
         lags = np.asarray(D[lag_dim].values)
         if not np.array_equal(lags, np.arange(1, lags.size + 1)):

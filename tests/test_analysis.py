@@ -210,3 +210,26 @@ def test_diffusion_exponents_noisy_fit_matches_polyfit() -> None:
         assert float(got.r2) == pytest.approx(r2, rel=1e-9)
     bad = dw.copy(data=np.where(np.arange(n)[:, None] == 3, 0.0, vals))
     assert np.isnan(diffusion_exponents(bad).c.sel(step=3000))
+
+
+def test_diffusion_exponents_accepts_a_per_model_delta():
+    """A ``delta`` coordinate over (model, step, lag) (runs with their own steps) is honoured."""
+    steps = np.array([0, 10, 20, 30, 40, 50])
+    lags = np.arange(1, 4)
+    delta = np.stack([_delta_grid(steps, lags, scale) for scale in (1.0, 2.0)])
+    D = xr.DataArray(
+        delta**0.5,
+        dims=("model", "step", "lag"),
+        coords={
+            "model": ["a", "b"],
+            "step": steps,
+            "lag": lags,
+            "delta": (("model", "step", "lag"), delta),
+        },
+    )
+    out = diffusion_exponents(D, min_start=0)
+    np.testing.assert_allclose(out["c"].sel(step=[0, 10]).values, 0.5, rtol=1e-12)
+
+
+def _delta_grid(steps: np.ndarray, lags: np.ndarray, scale: float) -> np.ndarray:
+    return scale * (lags[None, :] * 10.0 + 0.0 * steps[:, None])
