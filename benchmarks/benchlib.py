@@ -24,29 +24,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kltools.suite.profiles import NEOX_LAYOUT
+
 #: BPE vocabulary of the tokenizer used with the Pythia shapes (the models keep 50,304 rows)
 PYTHIA_BPE_VOCAB = 8192
-
-#: GPT-NeoX fields shared by every shape (Pythia layout: parallel residual, rotary, untied)
-_NEOX_COMMON: dict[str, Any] = {
-    "rotary_pct": 0.25,
-    "rotary_emb_base": 10000,
-    "use_parallel_residual": True,
-    "tie_word_embeddings": False,
-    "hidden_act": "gelu",
-    "layer_norm_eps": 1e-5,
-    "initializer_range": 0.02,
-    "bos_token_id": 0,
-    "eos_token_id": 0,
-    "attention_dropout": 0.0,
-    "hidden_dropout": 0.0,
-}
 
 
 def pythia_shape(hidden: int, layers: int, heads: int, vocab: int = 50304) -> dict[str, Any]:
     """GPT-NeoX config fields of a Pythia-shaped model (MLP width 4x hidden, context 2048)."""
     return {
-        **_NEOX_COMMON,
+        **NEOX_LAYOUT,
         "vocab_size": vocab,
         "hidden_size": hidden,
         "num_hidden_layers": layers,

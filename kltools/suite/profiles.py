@@ -204,8 +204,25 @@ class Unit:
         return float(self.params.get("cost", 1.0))
 
 
+#: GPT-NeoX config fields of Pythia's layout shared by every size (parallel residual, rotary on a
+#: quarter of each head, untied embeddings, GELU); the benchmarks build their shapes from it too
+NEOX_LAYOUT: dict[str, Any] = {
+    "rotary_pct": 0.25,
+    "rotary_emb_base": 10000,
+    "use_parallel_residual": True,
+    "tie_word_embeddings": False,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+    "initializer_range": 0.02,
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+    "attention_dropout": 0.0,
+    "hidden_dropout": 0.0,
+}
+
+
 def model_config(profile: Profile, size: SizeSpec) -> dict[str, Any]:
-    """GPT-NeoX config fields of one size (Pythia layout: parallel residual, rotary, untied)."""
+    """GPT-NeoX config fields of one size (Pythia layout, :data:`NEOX_LAYOUT`)."""
     return {
         "vocab_size": profile.vocab_size,
         "hidden_size": size.d_model,
@@ -213,17 +230,7 @@ def model_config(profile: Profile, size: SizeSpec) -> dict[str, Any]:
         "num_attention_heads": size.n_heads,
         "intermediate_size": 4 * size.d_model,
         "max_position_embeddings": profile.seq_len,
-        "rotary_pct": 0.25,
-        "rotary_emb_base": 10000,
-        "use_parallel_residual": True,
-        "tie_word_embeddings": False,
-        "hidden_act": "gelu",
-        "layer_norm_eps": 1e-5,
-        "initializer_range": 0.02,
-        "bos_token_id": 0,
-        "eos_token_id": 0,
-        "attention_dropout": 0.0,
-        "hidden_dropout": 0.0,
+        **NEOX_LAYOUT,
     }
 
 
