@@ -1157,7 +1157,7 @@ def hub_weight_distances(
     """
     import torch
 
-    from kltools.suite.weights import save_weight_distances
+    from kltools.suite.weights import save_weight_distances, weight_distance_array
 
     if load_flat is None:
 
@@ -1186,17 +1186,7 @@ def hub_weight_distances(
             delta[i, lag - 1] = s - steps[i]
         window.append((j, cur))
         window = window[-max_lag:]
-    da = xr.DataArray(
-        values,
-        dims=("step", "lag"),
-        coords={
-            "step": np.asarray(steps, dtype=np.int64),
-            "lag": np.arange(1, max_lag + 1),
-            "delta_step": (("step", "lag"), delta),
-        },
-        name="weight_distance",
-        attrs={"definition": "sum over all parameters of (theta_t' - theta_t)^2, fp64 sum"},
-    )
+    da = weight_distance_array(values, steps, delta)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         save_weight_distances(da, out)

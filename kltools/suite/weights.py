@@ -102,12 +102,24 @@ def weight_distances(
             # np.sum (pairwise, no BLAS) is reproducible whatever the thread count
             values[i, lag - 1] = float(np.sum(diff * diff))
             delta[i, lag - 1] = step_list[j] - step_list[i]
+    return weight_distance_array(values, step_list, delta)
+
+
+def weight_distance_array(
+    values: np.ndarray, steps: Sequence[int], delta: np.ndarray
+) -> xr.DataArray:
+    """Wrap ``D_W`` values (start checkpoint × lag) in the layout every consumer reads.
+
+    ``values[i, k-1]`` is the distance from checkpoint ``i`` to ``i + k``; ``delta`` holds the
+    matching step differences. Used by :func:`weight_distances` and by the hub path of
+    :mod:`kltools.experiments.pretraining`.
+    """
     return xr.DataArray(
         values,
         dims=("step", "lag"),
         coords={
-            "step": np.asarray(step_list, dtype=np.int64),
-            "lag": np.arange(1, max_lag + 1),
+            "step": np.asarray(steps, dtype=np.int64),
+            "lag": np.arange(1, values.shape[1] + 1),
             "delta_step": (("step", "lag"), delta),
         },
         name="weight_distance",
