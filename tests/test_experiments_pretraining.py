@@ -179,11 +179,23 @@ def test_analyses_on_the_smoke_store(smoke_store: xr.Dataset) -> None:
 @pytest.mark.slow
 def test_estimate_vs_mc_and_n_study(smoke_store: xr.Dataset) -> None:
     ds = smoke_store
-    pairs = P.validation_pairs(ds, ["near_late", "size"], after_step=8)
+    pairs = P.validation_pairs(ds, ["near_late", "near_late2", "mid", "size"], after_step=8)
     assert pairs[0]["a"] == ("smoke-s", 40) and pairs[0]["b"] == ("smoke-s", 48)
-    mc = P.estimate_vs_mc(ds, pairs, n_samples=4, length=8, seed=0, n_boot=5)
-    assert list(mc.kind) == ["near", "far"]
+    assert pairs[1]["b"] == pairs[0]["a"] and pairs[1]["a"][1] < 40
+    assert [p["kind"] for p in pairs] == ["near", "near", "mid", "far"]
+    with pytest.raises(KLToolsError, match="unknown validation pair role"):
+        P.validation_pairs(ds, ["near_mid"], after_step=8)
+    mc = P.estimate_vs_mc(ds, [pairs[0], pairs[3]], n_samples=4, length=8, seed=0, n_boot=5)
+    assert list(mc.kind) == ["near", "far"] and (mc.length == 8).all()
     assert (mc.mc_sym_se > 0).all() and set(mc.verdict) <= {"agree", "disagree", "inconclusive"}
+    # both ratios are what they say: the sampled estimate and the corpus estimate over MC
+    assert np.allclose(mc.ratio, mc.estimate_sampled / mc.mc_sym)
+    assert np.allclose(mc.ratio_corpus, mc.estimate / mc.mc_sym)
+    assert (mc.kl_per_token > 0).all()
+    # automatic length: the texts' median scored tokens, capped by the context
+    med = int(np.median(ds.n_tokens.values))
+    assert P.mc_length_for(ds, 0) == med == P.mc_length_for(ds, None)
+    assert P.mc_length_for(ds, 0, context=med) == med - 1 and P.mc_length_for(ds, 5) == 5
     a, b = ds.loglik.sel(model="smoke-s", step=40), ds.loglik.sel(model="smoke-s", step=48)
     study = P.kl_vs_n(a, b, [8, 16, 32], n_boot=5, seed=0)
     assert list(study.n) == [8, 16, 32]

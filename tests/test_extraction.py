@@ -177,3 +177,14 @@ def test_extract_values_and_scheduler(tmp_path: Path, make_tiny_neox) -> None:
     np.testing.assert_array_equal(seq.loglik.values, par.loglik.values)
     direct = score_texts(load_model(units[1].spec, device="cpu"), SHORT).loglik
     np.testing.assert_array_equal(seq.loglik.sel(model="m1").values, direct.astype(np.float32))
+
+
+def test_logit_chunks_bounded_by_bytes_and_cpu_rows() -> None:
+    """CPU chunks hold at most CPU_CHUNK_MAX_ROWS positions and at most the byte budget."""
+    from kltools import extraction as E
+
+    assert E.logits_chunk_rows(4096, "cpu") == E.CPU_CHUNK_MAX_ROWS
+    pythia = E.logits_chunk_rows(50304, "cpu")
+    assert pythia == E.LOGITS_CHUNK_BYTES_CPU // (4 * 50304) < E.CPU_CHUNK_MAX_ROWS
+    assert E.logits_chunk_rows(4096, "cuda:0") == E.LOGITS_CHUNK_BYTES_CUDA // (4 * 4096)
+    assert E.logits_chunk_rows(10**9, "cpu") == 1

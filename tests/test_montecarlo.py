@@ -156,3 +156,66 @@ def test_variance_estimator_converges_to_exact_kl_for_nearby_models(char_models)
     lq_s = sequence_logprob(q, torch.tensor(res.tokens), eos, batch_size=1000)
     assert kl_between(lp_s, lq_s, units="nats") == pytest.approx(exact, rel=0.15)
     assert abs(res.mean - exact) < 4 * res.se
+
+
+def test_cached_sampler_draws_what_the_full_prefix_sampler_draws(tiny_neox) -> None:
+    """KV-cached ancestral sampling = re-running the whole prefix at every step (same RNG)."""
+    from kltools.montecarlo import sample_sequences
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_neox).eval()
+
+    @torch.inference_mode()
+    def full_prefix(n: int, length: int, gen: torch.Generator) -> torch.Tensor:
+        ids = torch.zeros((n, 1), dtype=torch.long)
+        for _ in range(length):
+            probs = torch.softmax(model(input_ids=ids).logits[:, -1].float(), dim=-1)
+            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=gen)], dim=1)
+        return ids[:, 1:]
+
+    got = sample_sequences(
+        model, 0, n=6, length=24, generator=torch.Generator().manual_seed(7), batch_size=6
+    )
+    want = full_prefix(6, 24, torch.Generator().manual_seed(7))
+    assert torch.equal(got, want)
+
+
+def _result(log_ratio: np.ndarray, mean_bytes: float = 100.0):
+    from kltools.montecarlo import MCResult
+
+    n = log_ratio.size
+    return MCResult(
+        mean=float(log_ratio.mean()),
+        se=float(log_ratio.std(ddof=1) / math.sqrt(n)),
+        n=n,
+        mean_bytes=mean_bytes,
+        bits_per_byte=float(log_ratio.mean()) / (mean_bytes * math.log(2)),
+        log_ratio=log_ratio,
+        tokens=np.zeros((n, 1), dtype=np.int64),
+    )
+
+
+def test_half_variance_equals_mean_for_gaussian_log_ratios() -> None:
+    """For Gaussian r with E[exp(-r)] = 1 (mean = var/2) the two agree within the bootstrap error;
+    for a skewed r with the same normalisation they do not."""
+    from kltools.montecarlo import half_variance_vs_mean
+
+    rng = np.random.default_rng(0)
+    sigma2 = 3.0
+    gauss = [_result(rng.normal(sigma2 / 2, math.sqrt(sigma2), 4000), b) for b in (90.0, 110.0)]
+    out = half_variance_vs_mean(gauss, n_boot=200, seed=1)
+    assert abs(out["z"]) < 3
+    assert out["ratio"] == pytest.approx(1.0, abs=4 * out["ratio_se"])
+    assert out["mc"] == pytest.approx(np.mean([g.bits_per_byte for g in gauss]))
+    assert out["ratio_se"] == pytest.approx(out["half_var_se"] / out["mc"], rel=0.5)
+
+    # r = log p - log q for p = Exp(1), q = Exp(rate 3) evaluated under p: E_p[exp(-r)] = 1 holds
+    # but r is skewed: KL = log(1/3) + 3 - 1 = 0.901, Var/2 = 2 * Var(x) = 2
+    x = rng.exponential(1.0, 20000)
+    skewed = _result(-x - (np.log(3.0) - 3.0 * x))
+    out = half_variance_vs_mean([skewed], n_boot=200, seed=1)
+    assert np.mean(np.exp(-skewed.log_ratio)) == pytest.approx(1.0, abs=0.05)
+    assert out["ratio"] == pytest.approx(2.0 / (3.0 - 1.0 - math.log(3.0)), rel=0.1)
+    assert out["z"] > 5
+
+    with pytest.raises(KLToolsError, match="at least one"):
+        half_variance_vs_mean([], n_boot=10, seed=0)
