@@ -184,7 +184,25 @@ def test_logit_chunks_bounded_by_bytes_and_cpu_rows() -> None:
     from kltools import extraction as E
 
     assert E.logits_chunk_rows(4096, "cpu") == E.CPU_CHUNK_MAX_ROWS
-    pythia = E.logits_chunk_rows(50304, "cpu")
-    assert pythia == E.LOGITS_CHUNK_BYTES_CPU // (4 * 50304) < E.CPU_CHUNK_MAX_ROWS
+    assert E.logits_chunk_rows(50304, "cpu") == min(
+        E.CPU_CHUNK_MAX_ROWS, E.LOGITS_CHUNK_BYTES_CPU // (4 * 50304)
+    )
+    assert E.logits_chunk_rows(1_000_000, "cpu") == E.LOGITS_CHUNK_BYTES_CPU // (4 * 1_000_000)
     assert E.logits_chunk_rows(4096, "cuda:0") == E.LOGITS_CHUNK_BYTES_CUDA // (4 * 4096)
     assert E.logits_chunk_rows(10**9, "cpu") == 1
+
+
+def test_fused_normaliser_matches_log_softmax_in_float32(
+    tiny_neox: Path, long_texts: list[str], monkeypatch
+) -> None:
+    """The fused path (float32 logsumexp + recomputed target logit), used for large units in
+    every dtype, equals the eager log-softmax + gather, lens included."""
+    from kltools import extraction as E
+
+    lm = load_model(str(tiny_neox), device="cpu")
+    monkeypatch.setattr(E, "COMPILE_MIN_LOGITS", 10**18)
+    eager = score_texts(lm, long_texts, layers="all")
+    monkeypatch.setattr(E, "COMPILE_MIN_LOGITS", 0)
+    fused = score_texts(lm, long_texts, layers="all")
+    assert np.abs(fused.loglik - eager.loglik).max() < 1e-3
+    assert not np.array_equal(fused.loglik, eager.loglik) or E.fused_lse() is None
