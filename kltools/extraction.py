@@ -227,12 +227,17 @@ class ScoreResult:
         The lens layers of the rows of ``loglik``; None for the model's output only.
     seconds : float
         Wall time of the scoring.
+    normaliser : str
+        How the log-normaliser was computed: ``log_softmax`` (eager float32 log-softmax and
+        gather: the paper's arithmetic) or ``fused_logsumexp`` (compiled float32 logsumexp
+        and a recomputed target logit; equal up to rounding, see :func:`token_logprobs`).
     """
 
     loglik: np.ndarray
     n_tokens: np.ndarray
     layers: tuple[int, ...] | None = None
     seconds: float = 0.0
+    normaliser: str = "log_softmax"
 
     @property
     def total_tokens(self) -> int:
@@ -618,6 +623,7 @@ def score_texts(
         max_tokens = max(1, min(max_tokens, 4 * LOGITS_CHUNK_BYTES_CUDA // (4 * vocab)))
     batches = _batches(windows, batch_size, max_tokens)
     fused = int(n_tokens.sum()) * vocab * rows >= COMPILE_MIN_LOGITS
+    uses_fused = fused and split is not None and device.type == "cpu" and fused_lse() is not None
     for batch in batches:
         ids, targets, attn, sel, row_of = (x.to(device) for x in _pack(batch, seqs, pad_id))
         with torch.inference_mode():
@@ -637,7 +643,13 @@ def score_texts(
             "try --dtype float32 (nothing was stored for this unit)"
         )
     loglik = sums if lens is not None else sums[0]
-    return ScoreResult(loglik, n_tokens, lens, time.perf_counter() - t_start)
+    return ScoreResult(
+        loglik,
+        n_tokens,
+        lens,
+        time.perf_counter() - t_start,
+        "fused_logsumexp" if uses_fused else "log_softmax",
+    )
 
 
 # --------------------------------------------------------------------------- runs
@@ -694,6 +706,7 @@ def run_unit(store_path: str, unit_index: int, config: Mapping[str, Any]) -> dic
         "device": loaded.info["device"],
         "source": loaded.info["source"],
         "commit": loaded.info["commit"],
+        "normaliser": res.normaliser,
     }
     kstore.write_unit(store_path, unit_index, res.loglik, res.n_tokens, meta)
     del loaded

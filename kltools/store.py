@@ -10,7 +10,8 @@ Layout (zarr v3 directory)
 ``text_bytes`` int64 (text,): UTF-8 bytes per text.
 ``texts/``    group whose attrs hold the text ids and (if known) domains.
 ``units/u<i>`` one group per unit whose attrs are written by the process that ran it: times
-              (``started``, ``finished``), tokens, seconds, device, resolved source and commit.
+              (``started``, ``finished``), tokens, seconds, device, resolved source and commit,
+              and ``normaliser`` (``log_softmax`` or ``fused_logsumexp``, see kltools.extraction).
 root attrs    provenance (format, kltools/torch/transformers versions, dtype, device,
               bos_policy, textset_sha256, textset_name, mean_bytes, n_text, layers, created)
               and ``units``: the list of unit records (spec, coords, dtype, quantization,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -177,6 +178,8 @@ def test_extract_values_and_scheduler(tmp_path: Path, make_tiny_neox) -> None:
     np.testing.assert_array_equal(seq.loglik.values, par.loglik.values)
     direct = score_texts(load_model(units[1].spec, device="cpu"), SHORT).loglik
     np.testing.assert_array_equal(seq.loglik.sel(model="m1").values, direct.astype(np.float32))
+    runs = [u["run"] for u in json.loads(seq.attrs["units"])]
+    assert [r["normaliser"] for r in runs] == ["log_softmax"] * 3  # small units: eager
 
 
 def test_logit_chunks_bounded_by_bytes_and_cpu_rows() -> None:
@@ -205,4 +208,9 @@ def test_fused_normaliser_matches_log_softmax_in_float32(
     monkeypatch.setattr(E, "COMPILE_MIN_LOGITS", 0)
     fused = score_texts(lm, long_texts, layers="all")
     assert np.abs(fused.loglik - eager.loglik).max() < 1e-3
-    assert not np.array_equal(fused.loglik, eager.loglik) or E.fused_lse() is None
+    assert eager.normaliser == "log_softmax"
+    if E.fused_lse() is None:  # no C++ compiler: the eager path, recorded as such
+        assert fused.normaliser == "log_softmax"
+    else:
+        assert fused.normaliser == "fused_logsumexp"
+        assert not np.array_equal(fused.loglik, eager.loglik)
