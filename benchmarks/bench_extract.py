@@ -241,6 +241,15 @@ def section_inprocess(
     results[f"{key} in-process kltools bf16 / paper fp32"] = base / min(
         best["kltools bf16"], best["kltools bf16 fused"]
     )
+    # what bfloat16 could reach at all here: a run at 100% of the bf16 matmul roofline,
+    # relative to the paper's float32 speed (bounded by the CPU's bf16 / fp32 peak ratio)
+    ceiling = roof["bfloat16"] / roof["float32"] * results[f"{key} paper fp32 roofline fraction"]
+    results[f"{key} bf16 ceiling / paper fp32"] = ceiling
+    print(
+        f"  bf16 ceiling on this CPU: x{ceiling:.2f} of paper fp32 (bf16/fp32 roofline "
+        f"{roof['bfloat16'] / roof['float32']:.2f} x the paper's fp32 roofline fraction); "
+        f"kltools bf16 reaches x{results[f'{key} in-process kltools bf16 / paper fp32']:.2f}"
+    )
     # the logit lens: all L + 1 layers
     lens_rows = cfg["num_hidden_layers"] + 1
     lens_flops = B.linear_flops_per_token(cfg, mean_ctx, lens_rows) * lens_tok
@@ -463,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
     )
+    print(f"cpu: {B.cpu_description()}")
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="kltools-bench-") as tmp:
         work = Path(tmp)

@@ -207,3 +207,20 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
     """Write the results as JSON (if a path is given)."""
     if path:
         Path(path).write_text(json.dumps(payload, indent=2, default=float))
+
+
+def cpu_description() -> str:
+    """The CPU model and the matrix extensions that set the bfloat16 peak (Linux; else '?')."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "?"
+    name = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
+        "?",
+    )
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []
+    )
+    ext = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{name} ({', '.join(ext) or 'no AVX-512'})"
