@@ -243,11 +243,11 @@ def section_inprocess(
     )
     # what bfloat16 could reach at all here: a run at 100% of the bf16 matmul roofline,
     # relative to the paper's float32 speed (bounded by the CPU's bf16 / fp32 peak ratio)
-    ceiling = roof["bfloat16"] / roof["float32"] * results[f"{key} paper fp32 roofline fraction"]
+    ceiling = roof["bfloat16"] / roof["float32"] / results[f"{key} paper fp32 roofline fraction"]
     results[f"{key} bf16 ceiling / paper fp32"] = ceiling
     print(
         f"  bf16 ceiling on this CPU: x{ceiling:.2f} of paper fp32 (bf16/fp32 roofline "
-        f"{roof['bfloat16'] / roof['float32']:.2f} x the paper's fp32 roofline fraction); "
+        f"{roof['bfloat16'] / roof['float32']:.2f} / the paper's fp32 roofline fraction); "
         f"kltools bf16 reaches x{results[f'{key} in-process kltools bf16 / paper fp32']:.2f}"
     )
     # the logit lens: all L + 1 layers
