@@ -427,6 +427,7 @@ def token_logprobs(
     targets : torch.Tensor, (M,) long
     head : torch.nn.Linear
     chunk_rows : int
+        Rows per chunk of the eager path; the fused path takes twice as many (same memory).
     fused : bool
         Allow the compiled logsumexp (CPU; :func:`score_texts` sets it for units of at least
         :data:`COMPILE_MIN_LOGITS` logits).
@@ -440,6 +441,10 @@ def token_logprobs(
 
     weight, bias = head.weight, head.bias
     lse_fn = fused_lse() if fused and hidden.device.type == "cpu" else None
+    if lse_fn is not None:
+        # the fused normaliser writes no log-softmax: twice the rows fit the same memory, and
+        # larger matmuls run closer to the roofline (lens on the 70m shape: 4% faster)
+        chunk_rows *= 2
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     for s in range(0, hidden.shape[0], chunk_rows):
         h, t = hidden[s : s + chunk_rows], targets[s : s + chunk_rows, None]
