@@ -223,3 +223,21 @@ def test_hub_weight_distances_rolling_window() -> None:
 def test_variance_se_matches_the_bootstrap_order() -> None:
     d = np.random.default_rng(1).normal(size=4000)
     assert P.variance_se(d) == pytest.approx(np.sqrt(2 / 4000) / 2, rel=0.1)
+
+
+def test_agreement_threshold() -> None:
+    import pandas as pd
+
+    mc = pd.DataFrame(
+        {
+            "kl_per_token": [0.3, 0.01, 0.02, 0.07],
+            "verdict": ["disagree", "agree", "agree", "disagree"],
+        }
+    )
+    assert P.agreement_threshold(mc) == 0.02
+    mc.loc[1, "verdict"] = "inconclusive"  # the closest pair does not agree: no clean range
+    assert P.agreement_threshold(mc) is None
+    mc.loc[1, "verdict"] = "agree"
+    mc.loc[3, "verdict"] = "agree"  # a farther agreeing pair after a disagreement does not count
+    mc.loc[2, "verdict"] = "disagree"
+    assert P.agreement_threshold(mc) == 0.01

@@ -51,6 +51,7 @@ __all__ = [
     "consecutive_by_model",
     "diffusion_summary",
     "early_late_pairs",
+    "agreement_threshold",
     "estimate_vs_mc",
     "mc_length_for",
     "final_step",
@@ -744,6 +745,20 @@ def estimate_vs_mc(
             }
         )
     return pd.DataFrame(rows)
+
+
+def agreement_threshold(mc: pd.DataFrame) -> float | None:
+    """The per-token KL up to which the estimator agrees with Monte Carlo, or None.
+
+    Pairs sorted by ``kl_per_token``: the largest value such that every pair at or below it
+    has verdict "agree". None if the closest pair does not agree (no clean threshold).
+    """
+    last = None
+    for row in mc.sort_values("kl_per_token").itertuples():
+        if row.verdict != "agree":
+            break
+        last = float(row.kl_per_token)
+    return last
 
 
 def se_exponent(study: pd.DataFrame) -> float:
