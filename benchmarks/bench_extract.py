@@ -452,7 +452,7 @@ def summary(results: dict[str, float]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
-    parser.add_argument("--texts", type=int, default=None, help="number of texts (default 24)")
+    parser.add_argument("--texts", type=int, default=None, help="number of texts (default 16)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats")
     parser.add_argument("--json", default=None, help="also write the numbers as JSON")
     parser.add_argument("--worker", choices=("paper", "lmeval"), help=argparse.SUPPRESS)

@@ -63,11 +63,6 @@ class MCResult:
         """Standard error on the bits/byte scale (B̄ taken as fixed)."""
         return self.se / (self.mean_bytes * math.log(2.0))
 
-    @property
-    def half_variance(self) -> float:
-        """The paper's estimator on these samples: ``Var(log_ratio) / 2`` (ddof 0), nats."""
-        return float(np.var(self.log_ratio)) / 2
-
 
 def _load(model: Any, device: str) -> torch.nn.Module:
     """A model object as is, or a model directory loaded with transformers."""

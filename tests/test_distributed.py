@@ -123,12 +123,6 @@ def test_killed_worker_loses_no_finished_unit(tmp_path: Path, make_tiny_neox, te
     np.testing.assert_array_equal(after["loglik"][finished], snapshot["loglik"][finished])
     np.testing.assert_array_equal(after["loglik"][finished], ref["loglik"][finished])
     # a rerun completes the rest and gives the serial store
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        extract(units, many, store, progress=False)
-    finally:
-        torch.set_num_threads(before)
-    final = _raw(store)
+    final = _serial(units, many, store)
     for key in ("loglik", "n_tokens", "done"):
         np.testing.assert_array_equal(final[key], ref[key])
