@@ -293,7 +293,9 @@ def hub_models(smoke: bool = False) -> list[HubPlan]:
     known = set(family_of) | {c["model"] for c in children}
     unknown = [r for r in named if r not in known]
     if unknown:
-        raise KLToolsError(f"params/pythia.yaml names {unknown} but the rehearsal plans no such model")
+        raise KLToolsError(
+            f"params/pythia.yaml names {unknown} but the rehearsal plans no such model"
+        )
     plans = [HubPlan(repo, fam, None, None, 0, 100 + i) for i, (repo, fam) in
              enumerate(family_of.items())]  # fmt: skip
     done = {p.repo: p for p in plans}

@@ -30,7 +30,9 @@ import numpy as np
 
 from kltools.rehearsal import plan as P
 
-GITATTRIBUTES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+GITATTRIBUTES = (
+    "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+)
 
 #: a family's stored dtype; Pythia checkpoints are float16 on the hub
 STORED_DTYPE = {"neox": "float16", **{f: a[1] for f, a in P.ARCHITECTURES.items()}}
@@ -104,7 +106,9 @@ def train_family_tokenizer(family: str, docs: list[Any], out: Path, n_bytes: int
     if spec["add_bos"]:
         bos = spec["bos"]
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+            single=f"{bos} $A",
+            pair=f"{bos} $A {bos} $B",
+            special_tokens=[(bos, tok.token_to_id(bos))],
         )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -286,7 +290,9 @@ def train_hub_model(hub: P.HubPlan, work: str, out: str) -> dict[str, Any]:
     torch.manual_seed(hub.seed)
     if hub.parent is None:
         n_tok = len(AutoTokenizer.from_pretrained(str(tok_dir)))
-        model = AutoModelForCausalLM.from_config(build_hub_config(hub.family, P.padded_vocab(n_tok)))
+        model = AutoModelForCausalLM.from_config(
+            build_hub_config(hub.family, P.padded_vocab(n_tok))
+        )
         model = model.float()
         windows = np.load(work_dir / "data" / f"{hub.family}-pretrain.npy")
         updates, lr = P.TRAIN["root_updates"], P.TRAIN["root_lr"]
@@ -296,7 +302,9 @@ def train_hub_model(hub: P.HubPlan, work: str, out: str) -> dict[str, Any]:
         model = AutoModelForCausalLM.from_pretrained(str(parent_dir), dtype=torch.float32)
         windows = np.load(work_dir / "data" / f"{hub.family}-ft-{hub.domain}.npy")
         updates, lr = P.TRAIN["ft_updates"], P.TRAIN["ft_lr"]
-        note = f"Fine-tuned from the rehearsal's `{hub.parent}` for {updates} updates on {hub.domain}."
+        note = (
+            f"Fine-tuned from the rehearsal's `{hub.parent}` for {updates} updates on {hub.domain}."
+        )
     model.config._attn_implementation = "sdpa"
     train_loop(model, windows, updates=updates, lr=lr, warmup=max(1, updates // 8), seed=hub.seed)
     loss = mean_loss(model, heldout)
