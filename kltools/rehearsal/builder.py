@@ -208,7 +208,7 @@ def build_rehearsal(
         if verbose:
             print(msg, file=sys.stderr, flush=True)
 
-    t0 = time.time()
+    t0, cpu0 = time.time(), _cpu_seconds()
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / ".tmp-build"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -245,6 +245,7 @@ def build_rehearsal(
         "repos": repos,
         "bytes": sum(r["bytes"] for r in repos.values()),
         "seconds": round(time.time() - t0, 1),
+        "cpu_seconds": round(_cpu_seconds() - cpu0, 1),
         "jobs": int(jobs),
     }
     for sub in ("hub", "pile", "texts"):
@@ -255,7 +256,8 @@ def build_rehearsal(
     log(
         f"rehearsal: {len(repos)} repositories, "
         f"{sum(len(r['revisions']) for r in repos.values())} revisions, "
-        f"{manifest['bytes'] / 2**20:.0f} MiB, {manifest['seconds']:.0f} s; "
+        f"{manifest['bytes'] / 2**20:.0f} MiB, {manifest['seconds']:.0f} s "
+        f"({manifest['cpu_seconds']:.0f} CPU s); "
         f"HF_HUB_CACHE={base / 'hub'} HF_HUB_OFFLINE=1"
     )
     return {**manifest, "built": True}
@@ -303,6 +305,15 @@ def _write_cache(
             "heldout_loss": results.get(repo, {}).get("heldout_loss", {}),
         }
     return repos
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its finished worker processes."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _rev_key(rev: str) -> tuple[int, int]:
