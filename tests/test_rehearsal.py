@@ -268,7 +268,8 @@ def test_rehearsal_parameters_fit_every_chapter_and_the_plan() -> None:
     doc = load_profile("pythia", path)
     for chapter in doc["chapters"]:
         resolve_parameters(chapter, doc, declared_parameters(notebook_path(chapter)))
-    assert doc["common"]["steps"] == list(P.rehearsal_steps())
+    assert doc["common"]["steps"] == list(P.book_steps())
+    assert set(P.book_steps()) <= set(P.rehearsal_steps())
     repos = {r.repo for r in P.pythia_runs()} | {h.repo for h in P.hub_models()}
     for section in doc["chapters"].values():
         for key in ("hub_models", "models", "layer_models"):
@@ -280,3 +281,17 @@ def test_rehearsal_parameters_fit_every_chapter_and_the_plan() -> None:
     for name in ("quantization", "floor", "layers", "scale"):
         for key in ("hub_models", "models", "layer_models", "schemes"):
             assert doc["chapters"][name].get(key) == real[name].get(key), (name, key)
+
+
+def test_cli_lists_the_rehearsal_and_refuses_bad_arguments(rehearsal_root: Path, capsys) -> None:
+    from kltools.__main__ import main
+
+    assert main(["rehearsal", "list", "--root", str(rehearsal_root)]) == 0
+    out = capsys.readouterr().out
+    assert "EleutherAI/pythia-1b" in out and "LlamaForCausalLM" in out
+    assert "lmsys/vicuna-7b-v1.5" in out and "meta-llama/Llama-2-7b-hf" in out
+    assert main(["rehearsal", "build", "--root", str(rehearsal_root), "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--jobs" in err[0]
+    assert main(["rehearsal", "list", "--root", str(rehearsal_root / "nowhere")]) == 2
+    assert "kltools rehearsal build" in capsys.readouterr().err

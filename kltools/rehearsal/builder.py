@@ -33,6 +33,8 @@ from kltools.errors import KLToolsError
 from kltools.rehearsal import plan as P
 
 FORMAT = "kltools.rehearsal/1"
+#: bumped when the builder's code changes what it writes (part of the plan digest)
+BUILDER_VERSION = 2
 #: texts in the rehearsal's text set (full, smoke)
 N_TEXTS = {False: 1000, True: 48}
 #: bytes of training text per tokenizer
@@ -59,6 +61,7 @@ def plan_digest(smoke: bool) -> str:
     blob = json.dumps(
         {
             "format": FORMAT,
+            "builder": BUILDER_VERSION,
             "smoke": smoke,
             "runs": [asdict(r) for r in P.pythia_runs(smoke)],
             "hub": [asdict(h) for h in P.hub_models(smoke)],

@@ -149,6 +149,17 @@ def rehearsal_steps(smoke: bool = False) -> tuple[int, ...]:
     return tuple(log + list(range(1000, 12001, 1000)) + list(range(110000, 120001, 1000)))
 
 
+def book_steps() -> tuple[int, ...]:
+    """The steps ``params/rehearsal.yaml`` extracts: 24 of the hub's 34, for a CPU.
+
+    The 11 log-spaced steps, 1000 … 6000 (the warm-up boundary at 2000, four Early pairs,
+    diffusion windows from 1000) and 114000 … 120000 (the Later pairs, and ``pythia-1b``'s
+    missing ``step116000`` bridged by its neighbours).
+    """
+    log = [0] + [2**k for k in range(10)]
+    return tuple(log + list(range(1000, 6001, 1000)) + list(range(114000, 120001, 1000)))
+
+
 def update_of_step(step: int) -> int:
     """The training update of the tiny run that stands for Pythia step ``step``.
 

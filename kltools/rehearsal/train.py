@@ -266,12 +266,19 @@ def train_pythia_run(run: P.RunPlan, work: str, out: str) -> dict[str, Any]:
     return {"repo": run.repo, "heldout_loss": losses}
 
 
-def build_hub_config(family: str, vocab: int) -> Any:
-    """The transformers config of a family root (its real architecture class, scaled down)."""
+def build_hub_config(family: str, vocab: int, tokenizer: Any) -> Any:
+    """The transformers config of a family root (its real architecture class, scaled down),
+    with the special token ids of its tokenizer."""
     import transformers
 
     cls_name, _, fields = P.ARCHITECTURES[family]
-    return getattr(transformers, cls_name)(vocab_size=vocab, **fields)
+    return getattr(transformers, cls_name)(
+        vocab_size=vocab,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
+        **fields,
+    )
 
 
 def train_hub_model(hub: P.HubPlan, work: str, out: str) -> dict[str, Any]:
@@ -289,10 +296,9 @@ def train_hub_model(hub: P.HubPlan, work: str, out: str) -> dict[str, Any]:
     heldout = np.load(work_dir / "data" / f"{hub.family}-heldout.npy")
     torch.manual_seed(hub.seed)
     if hub.parent is None:
-        n_tok = len(AutoTokenizer.from_pretrained(str(tok_dir)))
-        model = AutoModelForCausalLM.from_config(
-            build_hub_config(hub.family, P.padded_vocab(n_tok))
-        )
+        tok = AutoTokenizer.from_pretrained(str(tok_dir))
+        config = build_hub_config(hub.family, P.padded_vocab(len(tok)), tok)
+        model = AutoModelForCausalLM.from_config(config)
         model = model.float()
         windows = np.load(work_dir / "data" / f"{hub.family}-pretrain.npy")
         updates, lr = P.TRAIN["root_updates"], P.TRAIN["root_lr"]
