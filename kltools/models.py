@@ -192,7 +192,10 @@ def _resolve_hub(spec: str, repo: str, rev: str | None) -> ModelRef:
                 what = f"revision {rev or 'main'!r} of hub repository {repo!r} is not in"
                 what_else = f" (it holds {shown})"
             else:
-                what, what_else = f"hub repository {repo!r} (revision {rev or 'main'!r}) is not in", ""
+                what, what_else = (
+                    f"hub repository {repo!r} (revision {rev or 'main'!r}) is not in",
+                    "",
+                )
             raise KLToolsError(
                 f"{what} the Hugging Face cache {cache}{what_else} and the hub is offline "
                 "(HF_HUB_OFFLINE=1); download it on a connected machine or point HF_HUB_CACHE "
