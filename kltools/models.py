@@ -198,8 +198,9 @@ def _resolve_hub(spec: str, repo: str, rev: str | None) -> ModelRef:
                 )
             raise KLToolsError(
                 f"{what} the Hugging Face cache {cache}{what_else} and the hub is offline "
-                "(HF_HUB_OFFLINE=1); download it on a connected machine or point HF_HUB_CACHE "
-                "at a cache that holds it (kltools rehearsal build writes a stand-in)"
+                "(HF_HUB_OFFLINE=1); download it on a connected machine, point HF_HUB_CACHE at "
+                "a cache that holds it (kltools rehearsal build writes a stand-in), or give a "
+                "local directory or a suite name instead"
             )
         commit = Path(cached).parent.name
         return ModelRef(spec, "hub", repo, rev, commit)
