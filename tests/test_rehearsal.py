@@ -295,3 +295,18 @@ def test_cli_lists_the_rehearsal_and_refuses_bad_arguments(rehearsal_root: Path,
     assert len(err) == 1 and "--jobs" in err[0]
     assert main(["rehearsal", "list", "--root", str(rehearsal_root / "nowhere")]) == 2
     assert "kltools rehearsal build" in capsys.readouterr().err
+
+
+def test_the_profiles_pretraining_units_resolve_on_the_hub(hub: Path) -> None:
+    from kltools.experiments.pretraining import pretraining_units
+    from kltools.models import resolve_model
+
+    units = pretraining_units(
+        "pythia", sizes=["410m", "1b"], seeds=False, steps=P.rehearsal_steps(smoke=True)
+    )
+    specs = [u.spec for u in units]
+    assert "EleutherAI/pythia-1b@step116000" not in specs  # the profile's exclusion
+    assert "EleutherAI/pythia-410m@step116000" in specs
+    for spec in specs:
+        repo, rev = spec.split("@")
+        assert resolve_model(spec).commit == _ref(hub, repo, rev)
