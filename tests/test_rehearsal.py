@@ -181,11 +181,19 @@ def test_hub_tokenizers_and_architectures(hub: Path) -> None:
 def test_bitsandbytes_at_load_time_on_cpu(hub: Path, quantization: str) -> None:
     import bitsandbytes as bnb
 
+    from kltools.extraction import score_texts
     from kltools.models import load_model
 
     q = load_model("meta-llama/Llama-2-7b-hf", device="cpu", quantization=quantization)
     cls = bnb.nn.Linear8bitLt if quantization == "int8" else bnb.nn.Linear4bit
     assert sum(isinstance(m, cls) for m in q.model.modules()) > 0
+    texts = ["The quick brown fox jumps over the lazy dog.", "def f(x):\n    return x + 1\n"]
+    quant = np.asarray(score_texts(q, texts).loglik)
+    full = np.asarray(
+        score_texts(load_model("meta-llama/Llama-2-7b-hf", device="cpu"), texts).loglik
+    )
+    assert np.isfinite(quant).all() and not np.array_equal(quant, full)
+    assert np.abs(quant - full).max() < 0.5 * np.abs(full).max()  # close, not equal
 
 
 def test_lineages_are_in_the_model_cards(hub: Path) -> None:
