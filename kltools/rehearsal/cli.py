@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument(
         "--root",
         default=None,
-        help="rehearsal folder (default: $KLTOOLS_REHEARSAL_ROOT or ./rehearsal-hub); "
+        help="rehearsal folder (default: $KLTOOLS_REHEARSAL_ROOT, else rehearsal-hub/ in the project); "
         "the hub cache is ROOT/hub",
     )
     b = sub.add_parser("build", parents=[common], help="train the models and write the hub cache")
