@@ -5,6 +5,7 @@ Subcommands are registered by the modules that own them (each exposes
 
 - ``kltools extract`` / ``kltools kl``  -> :mod:`kltools.cli`
 - ``kltools suite build|list``         -> :mod:`kltools.suite.cli`
+- ``kltools rehearsal build|list``     -> :mod:`kltools.rehearsal.cli`
 - ``kltools book build|chapter|check``  -> :mod:`kltools.book`
 
 Errors of the user's making (:class:`kltools.errors.KLToolsError`) are printed as one line
@@ -20,7 +21,7 @@ import sys
 from kltools.errors import KLToolsError
 
 #: Modules that contribute subcommands, in help order.
-CLI_MODULES = ("kltools.cli", "kltools.suite.cli", "kltools.book")
+CLI_MODULES = ("kltools.cli", "kltools.suite.cli", "kltools.rehearsal.cli", "kltools.book")
 
 
 def build_parser() -> argparse.ArgumentParser:

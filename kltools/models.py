@@ -180,13 +180,27 @@ def _hub_offline() -> bool:
 def _resolve_hub(spec: str, repo: str, rev: str | None) -> ModelRef:
     """Resolve a hub id and revision to a commit sha (from the cache when offline)."""
     if _hub_offline():
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import constants, try_to_load_from_cache
 
         cached = try_to_load_from_cache(repo, "config.json", revision=rev or "main")
         if not isinstance(cached, str):
+            cache = Path(constants.HF_HUB_CACHE)
+            refs = cache / ("models--" + repo.replace("/", "--")) / "refs"
+            held = sorted(p.name for p in refs.iterdir()) if refs.is_dir() else []
+            if held:
+                shown = ", ".join(held[:6]) + (f" … ({len(held)} in all)" if len(held) > 6 else "")
+                what = f"revision {rev or 'main'!r} of hub repository {repo!r} is not in"
+                what_else = f" (it holds {shown})"
+            else:
+                what, what_else = (
+                    f"hub repository {repo!r} (revision {rev or 'main'!r}) is not in",
+                    "",
+                )
             raise KLToolsError(
-                f"model {spec!r} is a hub id but the hub is offline (HF_HUB_OFFLINE=1) and it is "
-                "not in the local cache; give a local directory or a suite name instead"
+                f"{what} the Hugging Face cache {cache}{what_else} and the hub is offline "
+                "(HF_HUB_OFFLINE=1); download it on a connected machine, point HF_HUB_CACHE at "
+                "a cache that holds it (kltools rehearsal build writes a stand-in), or give a "
+                "local directory or a suite name instead"
             )
         commit = Path(cached).parent.name
         return ModelRef(spec, "hub", repo, rev, commit)

@@ -1,0 +1,332 @@
+"""What the rehearsal hub holds: repositories, revisions, architectures, the step map.
+
+The rehearsal stands in for the Hugging Face hub of the ``pythia`` profile. Every repository
+id and revision is the real one (``EleutherAI/pythia-410m`` at ``step1000``,
+``meta-llama/Llama-2-7b-hf`` at ``main`` …); the weights are small models of the same
+architecture class, trained here for a few hundred updates. Nothing here imports torch.
+
+Pretraining runs
+    ``EleutherAI/pythia-{410m,1b,1.4b,2.8b,6.9b}`` and ``EleutherAI/pythia-410m-seed{1..9}``
+    (seeds 3 and 4 included, so the profile's exclusion of them is exercised). Each holds the
+    revisions of :func:`rehearsal_steps` plus ``step143000`` and ``main`` (the same commit, as
+    the final checkpoint on the hub). ``pythia-1b`` has no ``step116000`` (the paper's
+    exclusion; the rehearsal hub lacks it, so asking for it fails like a missing revision).
+    Pythia step ``S`` is update :func:`update_of_step` ``(S)`` of a tiny GPT-NeoX run whose
+    warm-up and cosine schedule are Pythia's, scaled: 1 % warm-up, decay to 10 %.
+
+Hub models
+    The quantization, floor, layer and scale lists of ``params/pythia.yaml`` and the
+    fine-tuning lineages of ``kltools/data/lineages.json``: each root (Llama-2, Llama-3,
+    Mistral, Qwen2, OLMo-2) is a scaled-down model of its real architecture class with its own
+    tokenizer; each fine-tuned child starts from its parent's weights, is fine-tuned briefly on
+    one corpus domain, and names its parent in the model card's ``base_model`` (what
+    :func:`kltools.experiments.variants.fetch_hub_lineages` reads on the hub).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kltools.errors import KLToolsError
+
+#: Pythia sizes of the paper (``EleutherAI/pythia-<size>``)
+PYTHIA_SIZES: tuple[str, ...] = ("410m", "1b", "1.4b", "2.8b", "6.9b")
+#: every PolyPythia seed on the hub (the profile uses 1, 2, 5-9; 3 and 4 are held too)
+PYTHIA_SEEDS: tuple[int, ...] = tuple(range(1, 10))
+#: the final Pythia step (``main`` points at the same commit)
+PYTHIA_FINAL_STEP = 143000
+#: (repo, step) revisions the real hub lacks and the rehearsal leaves out
+MISSING_REVISIONS: frozenset[tuple[str, int]] = frozenset({("EleutherAI/pythia-1b", 116000)})
+
+#: scaled-down GPT-NeoX shapes (hidden, layers, heads) standing in for each Pythia size;
+#: widths are multiples of 64 so bitsandbytes 4-bit runs on the CPU
+PYTHIA_SHAPES: dict[str, tuple[int, int, int]] = {
+    "410m": (64, 2, 4),
+    "1b": (128, 2, 4),
+    "1.4b": (128, 3, 4),
+    "2.8b": (192, 3, 6),
+    "6.9b": (192, 4, 6),
+}
+
+#: tokenizer families: (vocabulary, BOS added by the tokenizer, bos, eos, unk, training seed)
+TOKENIZERS: dict[str, dict[str, Any]] = {
+    "neox": {"vocab": 1000, "add_bos": False, "bos": "<|endoftext|>", "eos": "<|endoftext|>"},
+    "llama-2": {"vocab": 1100, "add_bos": True, "bos": "<s>", "eos": "</s>", "unk": "<unk>"},
+    "llama-3": {
+        "vocab": 1280,
+        "add_bos": True,
+        "bos": "<|begin_of_text|>",
+        "eos": "<|end_of_text|>",
+    },
+    "mistral": {"vocab": 1050, "add_bos": True, "bos": "<s>", "eos": "</s>", "unk": "<unk>"},
+    "qwen2": {"vocab": 1150, "add_bos": False, "bos": None, "eos": "<|endoftext|>"},
+    "olmo2": {"vocab": 1024, "add_bos": False, "bos": "<|endoftext|>", "eos": "<|endoftext|>"},
+}
+
+#: architecture class per root family: (config class, stored dtype, config fields)
+ARCHITECTURES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "llama-2": (
+        "LlamaConfig",
+        "float16",
+        {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
+         "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 4096,
+         "rms_norm_eps": 1e-5, "tie_word_embeddings": False},
+    ),
+    "llama-3": (
+        "LlamaConfig",
+        "bfloat16",
+        {"hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 3,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 8192,
+         "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": False},
+    ),
+    "mistral": (
+        "MistralConfig",
+        "bfloat16",
+        {"hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 3,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32768,
+         "sliding_window": 4096, "rms_norm_eps": 1e-5, "tie_word_embeddings": False},
+    ),
+    "qwen2": (
+        "Qwen2Config",
+        "bfloat16",
+        {"hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32768,
+         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False},
+    ),
+    "olmo2": (
+        "Olmo2Config",
+        "float32",
+        {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 4096,
+         "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+    ),
+}  # fmt: skip
+
+#: the root of each hub family (the model every other member descends from or sits beside)
+FAMILY_ROOTS: dict[str, str] = {
+    "meta-llama/Llama-2-7b-hf": "llama-2",
+    "meta-llama/Meta-Llama-3-8B": "llama-3",
+    "mistralai/Mistral-7B-v0.1": "mistral",
+    "Qwen/Qwen2-7B": "qwen2",
+    "allenai/OLMo-2-1124-7B": "olmo2",
+}
+
+#: corpus domains the children are fine-tuned on, in turn
+FT_DOMAINS: tuple[str, ...] = ("prose", "docs", "code")
+
+#: training constants: pretraining (Pythia runs and hub roots) and fine-tuning
+TRAIN = {
+    "seq_len": 256,
+    "batch_size": 2,
+    "pythia_lr": 3e-3,
+    "root_updates": 80,
+    "root_lr": 3e-3,
+    "ft_updates": 12,
+    "ft_lr": 1e-3,
+    "final_lr_ratio": 0.1,
+}
+
+
+def pythia_step_grid() -> tuple[int, ...]:
+    """The paper's 154 Pythia steps: 0, 1, 2, 4, …, 512, then 1000 … 143000 every 1000."""
+    return tuple([0] + [2**k for k in range(10)] + list(range(1000, PYTHIA_FINAL_STEP + 1, 1000)))
+
+
+def rehearsal_steps(smoke: bool = False) -> tuple[int, ...]:
+    """The Pythia steps the rehearsal holds (besides ``step143000``/``main``).
+
+    Full: the 11 log-spaced steps 0 … 512, 1000 … 12000 (the warm-up boundary at 2000, the
+    Early window and diffusion windows from 1000) and 110000 … 120000 (the Later window, and
+    115000 … 117000 around ``pythia-1b``'s missing ``step116000``): 34 steps. Smoke: 0, 1, 2,
+    512, 1000 … 4000 and 115000 … 117000.
+    """
+    if smoke:
+        return (0, 1, 2, 512, 1000, 2000, 3000, 4000, 115000, 116000, 117000)
+    log = [0] + [2**k for k in range(10)]
+    return tuple(log + list(range(1000, 12001, 1000)) + list(range(110000, 120001, 1000)))
+
+
+def book_steps() -> tuple[int, ...]:
+    """The steps ``params/rehearsal.yaml`` extracts: 24 of the hub's 34, for a CPU.
+
+    The 11 log-spaced steps, 1000 … 6000 (the warm-up boundary at 2000, four Early pairs,
+    diffusion windows from 1000) and 114000 … 120000 (the Later pairs, and ``pythia-1b``'s
+    missing ``step116000`` bridged by its neighbours).
+    """
+    log = [0] + [2**k for k in range(10)]
+    return tuple(log + list(range(1000, 6001, 1000)) + list(range(114000, 120001, 1000)))
+
+
+def update_of_step(step: int) -> int:
+    """The training update of the tiny run that stands for Pythia step ``step``.
+
+    ``0 -> 0``; ``2**k -> k + 1`` (the log-spaced steps 1 … 512 become updates 1 … 10);
+    ``1000 j -> 10 + j``. So Pythia's 143,000 steps are 153 updates, its 1 % warm-up
+    (1,430 steps) :data:`WARMUP_UPDATES` updates, and every 1,000-step checkpoint is one update
+    after the previous one.
+    """
+    if step == 0:
+        return 0
+    if step < 1000:
+        k = step.bit_length() - 1
+        if 2**k != step:
+            raise KLToolsError(f"Pythia has no checkpoint step{step} below 1000 (only 2**k)")
+        return k + 1
+    if step % 1000:
+        raise KLToolsError(f"Pythia has no checkpoint step{step} (1000-step spacing above 512)")
+    return 10 + step // 1000
+
+
+#: total updates of a rehearsal run (Pythia step 143000)
+TOTAL_UPDATES = update_of_step(PYTHIA_FINAL_STEP)
+#: warm-up updates (Pythia: 1 % of 143,000 steps = 1,430, between steps 1000 and 2000)
+WARMUP_UPDATES = update_of_step(2000)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One Pythia pretraining run of the rehearsal."""
+
+    repo: str
+    size: str
+    seed: int
+    steps: tuple[int, ...]
+    config: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class HubPlan:
+    """One hub model of the rehearsal (a family root or a fine-tuned child)."""
+
+    repo: str
+    family: str
+    parent: str | None
+    domain: str | None
+    generation: int
+    seed: int
+
+
+def neox_config(size: str, vocab: int) -> dict[str, Any]:
+    """GPT-NeoX config fields of a rehearsal Pythia size (Pythia layout, scaled down)."""
+    from kltools.suite.profiles import NEOX_LAYOUT
+
+    hidden, layers, heads = PYTHIA_SHAPES[size]
+    return {
+        **NEOX_LAYOUT,
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden,
+        "max_position_embeddings": 2048,
+    }
+
+
+def padded_vocab(n_tokens: int) -> int:
+    """Embedding rows for a tokenizer of ``n_tokens``: rounded up to a multiple of 128 (as Pythia)."""
+    return -(-n_tokens // 128) * 128
+
+
+def pythia_runs(smoke: bool = False) -> list[RunPlan]:
+    """The rehearsal's Pythia runs: every size (seed 0), then ``410m`` seeds 1 … 9.
+
+    Smoke: ``410m`` and ``1b``, and seeds 1 and 3.
+    """
+    steps = rehearsal_steps(smoke)
+    sizes = ("410m", "1b") if smoke else PYTHIA_SIZES
+    seeds = (1, 3) if smoke else PYTHIA_SEEDS
+    vocab = padded_vocab(TOKENIZERS["neox"]["vocab"])
+    runs = []
+    for size in sizes:
+        repo = f"EleutherAI/pythia-{size}"
+        kept = tuple(s for s in steps if (repo, s) not in MISSING_REVISIONS)
+        runs.append(RunPlan(repo, size, 0, kept, neox_config(size, vocab)))
+    for seed in seeds:
+        runs.append(
+            RunPlan(f"EleutherAI/pythia-410m-seed{seed}", "410m", seed, steps,
+                    neox_config("410m", vocab))
+        )  # fmt: skip
+    return runs
+
+
+def _project_file(rel: str) -> Path:
+    from kltools.paths import project_root
+
+    return project_root() / rel
+
+
+def pythia_params_models(path: str | Path | None = None) -> list[str]:
+    """Every hub repository named in the chapters of ``params/pythia.yaml`` (model lists)."""
+    import yaml
+
+    p = Path(path) if path is not None else _project_file("params/pythia.yaml")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise KLToolsError(f"cannot read the pythia parameters {p}: {exc}") from exc
+    repos: list[str] = []
+    for chapter in (doc.get("chapters") or {}).values():
+        for key, value in (chapter or {}).items():
+            if key in ("hub_models", "models", "layer_models") and isinstance(value, list):
+                repos += [str(v).split("@")[0] for v in value]
+    return list(dict.fromkeys(repos))
+
+
+def lineage_entries(path: str | Path | None = None) -> list[dict[str, Any]]:
+    """The fine-tuning lineages (``kltools/data/lineages.json``): model, parent, type."""
+    p = Path(path) if path is not None else _project_file("kltools/data/lineages.json")
+    try:
+        return list(json.loads(p.read_text())["lineages"])
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise KLToolsError(f"cannot read the hub lineages {p}: {exc}") from exc
+
+
+def hub_models(smoke: bool = False) -> list[HubPlan]:
+    """The rehearsal's hub models, roots first, each child after its parent.
+
+    Roots are the families of :data:`FAMILY_ROOTS`; children come from the lineages file. Every
+    non-Pythia repository the pythia parameters name must be a root or a child (checked).
+    Smoke: Llama-2 and two of its children.
+    """
+    entries = lineage_entries()
+    family_of = dict(FAMILY_ROOTS)
+    children: list[dict[str, Any]] = []
+    for e in entries:
+        if e.get("parent") is None:
+            if e["model"] not in family_of:
+                raise KLToolsError(f"lineage root {e['model']!r} has no rehearsal architecture")
+        else:
+            children.append(e)
+    named = [r for r in pythia_params_models() if not r.startswith("EleutherAI/pythia-")]
+    known = set(family_of) | {c["model"] for c in children}
+    unknown = [r for r in named if r not in known]
+    if unknown:
+        raise KLToolsError(
+            f"params/pythia.yaml names {unknown} but the rehearsal plans no such model"
+        )
+    plans = [HubPlan(repo, fam, None, None, 0, 100 + i) for i, (repo, fam) in
+             enumerate(family_of.items())]  # fmt: skip
+    done = {p.repo: p for p in plans}
+    pending = list(children)
+    while pending:
+        progressed = False
+        for e in list(pending):
+            parent = done.get(e["parent"])
+            if parent is None:
+                continue
+            i = len(done)
+            plan = HubPlan(e["model"], parent.family, parent.repo,
+                           FT_DOMAINS[i % len(FT_DOMAINS)], parent.generation + 1, 100 + i)  # fmt: skip
+            plans.append(plan)
+            done[plan.repo] = plan
+            pending.remove(e)
+            progressed = True
+        if not progressed:
+            raise KLToolsError(f"lineages name parents outside the list: {pending}")
+    if smoke:
+        keep = {"meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-7b-chat-hf", "lmsys/vicuna-7b-v1.5"}
+        plans = [p for p in plans if p.repo in keep]
+    return plans

@@ -1,0 +1,320 @@
+"""The rehearsal hub: the pythia profile's hub code path, offline, on the smoke rehearsal.
+
+Builds ``kltools rehearsal build --smoke`` once per session (or reuses the root named by
+``$KLTOOLS_TEST_REHEARSAL``) and checks: the cache layout is the one ``huggingface_hub``
+reads; kltools resolves and loads ``EleutherAI/pythia-410m@step1000`` from it and records that
+revision's commit in the store; hub tokenizers behave like the real ones (Llama adds a BOS,
+Pythia does not); bitsandbytes loads at load time on the CPU; lineages are in the model cards;
+a missing repository or revision fails at once with one line naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kltools.rehearsal import plan as P
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------------ the plan (no torch)
+
+
+def test_step_map_is_monotone_and_covers_the_paper_grid() -> None:
+    grid = P.pythia_step_grid()
+    assert len(grid) == 154 and grid[0] == 0 and grid[-1] == P.PYTHIA_FINAL_STEP
+    updates = [P.update_of_step(s) for s in grid]
+    assert updates == sorted(set(updates)) and updates[-1] == P.TOTAL_UPDATES
+    assert P.update_of_step(1000) < P.WARMUP_UPDATES <= P.update_of_step(2000)
+    for smoke in (False, True):
+        assert set(P.rehearsal_steps(smoke)) <= set(grid)
+    with pytest.raises(Exception, match="step3"):
+        P.update_of_step(3)
+
+
+def test_full_plan_holds_what_the_pythia_profile_asks_for() -> None:
+    from kltools.experiments.pretraining import pretraining_units
+
+    runs = {r.repo: r for r in P.pythia_runs()}
+    assert len(runs) == 5 + 9  # every size, and PolyPythia seeds 1..9 (3 and 4 included)
+    assert "EleutherAI/pythia-410m-seed3" in runs and "EleutherAI/pythia-410m-seed4" in runs
+    assert 116000 not in runs["EleutherAI/pythia-1b"].steps
+    assert {115000, 116000, 117000} <= set(runs["EleutherAI/pythia-410m"].steps)
+    steps = P.rehearsal_steps()
+    for unit in pretraining_units("pythia", steps=steps):
+        repo, rev = unit.spec.split("@")
+        assert int(rev.removeprefix("step")) in runs[repo].steps, unit.spec
+    hub = {h.repo: h for h in P.hub_models()}
+    for repo in P.pythia_params_models():
+        assert repo in runs or repo in hub, repo
+    for e in P.lineage_entries():
+        assert hub[e["model"]].parent == e.get("parent")
+    # 4-bit bitsandbytes on the CPU needs widths divisible by 64
+    for h, _, _ in P.PYTHIA_SHAPES.values():
+        assert h % 64 == 0
+    for _, _, fields in P.ARCHITECTURES.values():
+        assert fields["hidden_size"] % 64 == 0 and fields["intermediate_size"] % 64 == 0
+
+
+# ------------------------------------------------------------------------------ the built smoke hub
+
+
+@pytest.fixture(scope="session")
+def rehearsal_root(tmp_path_factory) -> Path:
+    from kltools.rehearsal import build_rehearsal
+
+    env = os.environ.get("KLTOOLS_TEST_REHEARSAL")
+    root = Path(env) if env else tmp_path_factory.mktemp("rehearsal")
+    build_rehearsal(root, smoke=True, jobs=1, verbose=False)
+    return root
+
+
+@pytest.fixture
+def hub(rehearsal_root: Path, monkeypatch) -> Path:
+    """Point this process (and its children) at the rehearsal cache, offline."""
+    from huggingface_hub import constants
+
+    cache = rehearsal_root / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def _ref(cache: Path, repo: str, rev: str) -> str:
+    return (cache / ("models--" + repo.replace("/", "--")) / "refs" / rev).read_text()
+
+
+def test_layout_is_the_hub_cache_layout(hub: Path, rehearsal_root: Path) -> None:
+    from huggingface_hub import scan_cache_dir
+
+    info = scan_cache_dir(hub)
+    assert info.warnings == []
+    manifest = json.loads((rehearsal_root / "rehearsal.json").read_text())
+    planned = [r.repo for r in P.pythia_runs(True)] + [h.repo for h in P.hub_models(True)]
+    assert sorted(r.repo_id for r in info.repos) == sorted(planned) == sorted(manifest["repos"])
+    commits = []
+    for repo in info.repos:
+        assert {r.commit_hash for r in repo.revisions} == set(
+            manifest["repos"][repo.repo_id]["revisions"].values()
+        )
+        for rev in repo.revisions:
+            assert re.fullmatch(r"[0-9a-f]{40}", rev.commit_hash)
+            commits.append(rev.commit_hash)
+    assert len(commits) == len(set(commits))  # distinct commits across revisions and repos
+    r410 = manifest["repos"]["EleutherAI/pythia-410m"]["revisions"]
+    assert r410["main"] == r410["step143000"] == _ref(hub, "EleutherAI/pythia-410m", "main")
+    assert "step116000" not in manifest["repos"]["EleutherAI/pythia-1b"]["revisions"]
+    assert "step116000" in r410
+    # a weight blob is named by the sha256 of its content, as git-LFS files are on the hub
+    snap = hub / "models--EleutherAI--pythia-410m" / "snapshots" / r410["step1000"]
+    blob = (snap / "model.safetensors").resolve()
+    assert blob.name == hashlib.sha256(blob.read_bytes()).hexdigest()
+    assert os.readlink(snap / "model.safetensors") == f"../../blobs/{blob.name}"
+
+
+def test_pythia_410m_step1000_resolves_loads_and_its_commit_is_recorded(
+    hub: Path, rehearsal_root: Path, tmp_path: Path
+) -> None:
+    import kltools
+    from kltools.models import load_model, resolve_model
+    from kltools.texts import load_texts
+
+    commit = _ref(hub, "EleutherAI/pythia-410m", "step1000")
+    ref = resolve_model("EleutherAI/pythia-410m@step1000")
+    assert (ref.kind, ref.path_or_id, ref.revision, ref.commit) == (
+        "hub", "EleutherAI/pythia-410m", "step1000", commit
+    )  # fmt: skip
+    loaded = load_model(ref, device="cpu")
+    assert type(loaded.model).__name__ == "GPTNeoXForCausalLM"
+    assert loaded.info["commit"] == commit
+    texts = load_texts(rehearsal_root / "texts" / "pile.jsonl").subset(n=6)
+    specs = {
+        "EleutherAI/pythia-410m@step0": 0,
+        "EleutherAI/pythia-410m@step1000": 1000,
+        "EleutherAI/pythia-410m@step2000": 2000,
+        "EleutherAI/pythia-410m@step115000": 115000,
+        "EleutherAI/pythia-410m@step116000": 116000,
+    }
+    units = [kltools.Unit(s, {"model": "pythia-410m", "step": st}) for s, st in specs.items()]
+    ds = kltools.extract(units, texts, tmp_path / "s.zarr", device="cpu", progress=False)
+    import zarr
+
+    recorded = zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs["units"]
+    for rec in recorded:
+        repo, rev = rec["spec"].split("@")
+        assert rec["resolved"]["commit"] == _ref(hub, repo, rev)
+    ll = ds.loglik.sel(model="pythia-410m")
+    assert np.isfinite(ll.values).all()
+    kl = kltools.kl_matrix(ll, dim="step")
+    # checkpoints differ the way checkpoints do: early training moves far, late training little
+    assert float(kl.sel(step=0, step_=1000)) > float(kl.sel(step=1000, step_=2000))
+    assert float(kl.sel(step=1000, step_=2000)) > float(kl.sel(step=115000, step_=116000)) > 0
+
+
+def test_hub_tokenizers_and_architectures(hub: Path) -> None:
+    from kltools.models import load_model
+
+    neox = load_model("EleutherAI/pythia-1b@step1000", device="cpu")
+    llama = load_model("meta-llama/Llama-2-7b-hf", device="cpu")
+    assert type(llama.model).__name__ == "LlamaForCausalLM"
+    ids_neox = neox.tokenizer("hello world")["input_ids"]
+    ids_llama = llama.tokenizer("hello world")["input_ids"]
+    assert ids_llama[0] == llama.tokenizer.bos_token_id  # Llama adds its BOS, as the real one
+    assert ids_neox[0] != neox.tokenizer.bos_token_id  # Pythia adds none
+    assert (
+        neox.info["commit"]
+        != load_model("EleutherAI/pythia-410m-seed3@step1000", device="cpu").info["commit"]
+    )
+
+
+@pytest.mark.parametrize("quantization", ["int8", "nf4"])
+def test_bitsandbytes_at_load_time_on_cpu(hub: Path, quantization: str) -> None:
+    import bitsandbytes as bnb
+
+    from kltools.extraction import score_texts
+    from kltools.models import load_model
+
+    q = load_model("meta-llama/Llama-2-7b-hf", device="cpu", quantization=quantization)
+    cls = bnb.nn.Linear8bitLt if quantization == "int8" else bnb.nn.Linear4bit
+    assert sum(isinstance(m, cls) for m in q.model.modules()) > 0
+    texts = ["The quick brown fox jumps over the lazy dog.", "def f(x):\n    return x + 1\n"]
+    quant = np.asarray(score_texts(q, texts).loglik)
+    full = np.asarray(
+        score_texts(load_model("meta-llama/Llama-2-7b-hf", device="cpu"), texts).loglik
+    )
+    assert np.isfinite(quant).all() and not np.array_equal(quant, full)
+    assert np.abs(quant - full).max() < 0.5 * np.abs(full).max()  # close, not equal
+
+
+def test_lineages_are_in_the_model_cards(hub: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    for h in P.hub_models(smoke=True):
+        card = ModelCard.load(h.repo)
+        assert card.data.to_dict().get("base_model") == h.parent, h.repo
+
+
+def test_hub_weight_distances_stream_the_cached_revisions(hub: Path) -> None:
+    from safetensors.numpy import load_file
+
+    from kltools.weightspace import hub_weight_distances
+
+    steps = [1000, 2000, 3000, 4000]
+    da = hub_weight_distances("EleutherAI/pythia-410m", steps, max_lag=2, device="cpu")
+    snaps = hub / "models--EleutherAI--pythia-410m" / "snapshots"
+    w = [load_file(str(snaps / _ref(hub, "EleutherAI/pythia-410m", f"step{s}") / "model.safetensors"))
+         for s in steps]  # fmt: skip
+    d = sum(
+        float(
+            (
+                (w[1][k].astype(np.float32) - w[0][k].astype(np.float32)).astype(np.float64) ** 2
+            ).sum()
+        )
+        for k in w[0]
+    )
+    assert da.sel(step=1000, lag=1).item() == pytest.approx(d, rel=1e-12)
+    assert np.isnan(da.sel(step=4000, lag=1).item())
+
+
+def _kltools(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kltools", *args],
+        env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_missing_cache_fails_at_once_naming_repository_and_revision(
+    rehearsal_root: Path, tmp_path: Path
+) -> None:
+    texts = str(rehearsal_root / "texts" / "pile.jsonl")
+    base = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cases = [
+        # the rehearsal cache moved away: nothing holds the repository
+        (tmp_path / "moved-away", "EleutherAI/pythia-410m@step1000",
+         ["'EleutherAI/pythia-410m'", "'step1000'"]),
+        # a revision the hub lacks (pythia-1b step116000)
+        (rehearsal_root / "hub", "EleutherAI/pythia-1b@step116000",
+         ["'EleutherAI/pythia-1b'", "'step116000'"]),
+    ]  # fmt: skip
+    for cache, spec, names in cases:
+        store = tmp_path / f"{spec.replace('/', '_')}.zarr"
+        proc = _kltools(
+            "extract", "--model", spec, "--texts", texts, "--store", str(store),
+            env={**base, "HF_HUB_CACHE": str(cache)},
+        )  # fmt: skip
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("kltools: error:")
+        assert all(n in lines[0] for n in names), lines[0]
+        assert "HF_HUB_OFFLINE=1" in lines[0]
+        assert not store.exists()
+
+
+def test_rebuild_is_a_no_op(rehearsal_root: Path) -> None:
+    from kltools.rehearsal import build_rehearsal
+
+    again = build_rehearsal(rehearsal_root, smoke=True, jobs=1, verbose=False)
+    assert again["built"] is False and again["smoke"] is True
+
+
+def test_rehearsal_parameters_fit_every_chapter_and_the_plan() -> None:
+    import yaml
+
+    from kltools.book import declared_parameters, load_profile, notebook_path, resolve_parameters
+
+    path = ROOT / "params" / "rehearsal.yaml"
+    doc = load_profile("pythia", path)
+    for chapter in doc["chapters"]:
+        resolve_parameters(chapter, doc, declared_parameters(notebook_path(chapter)))
+    assert doc["common"]["steps"] == list(P.book_steps())
+    assert set(P.book_steps()) <= set(P.rehearsal_steps())
+    repos = {r.repo for r in P.pythia_runs()} | {h.repo for h in P.hub_models()}
+    for section in doc["chapters"].values():
+        for key in ("hub_models", "models", "layer_models"):
+            for repo in (section or {}).get(key, []):
+                assert repo in repos, repo
+    # the same chapters and model lists as the real profile
+    real = yaml.safe_load((ROOT / "params" / "pythia.yaml").read_text())["chapters"]
+    assert set(doc["chapters"]) == set(real)
+    for name in ("quantization", "floor", "layers", "scale"):
+        for key in ("hub_models", "models", "layer_models", "schemes"):
+            assert doc["chapters"][name].get(key) == real[name].get(key), (name, key)
+
+
+def test_cli_lists_the_rehearsal_and_refuses_bad_arguments(rehearsal_root: Path, capsys) -> None:
+    from kltools.__main__ import main
+
+    assert main(["rehearsal", "list", "--root", str(rehearsal_root)]) == 0
+    out = capsys.readouterr().out
+    assert "EleutherAI/pythia-1b" in out and "LlamaForCausalLM" in out
+    assert "lmsys/vicuna-7b-v1.5" in out and "meta-llama/Llama-2-7b-hf" in out
+    assert main(["rehearsal", "build", "--root", str(rehearsal_root), "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--jobs" in err[0]
+    assert main(["rehearsal", "list", "--root", str(rehearsal_root / "nowhere")]) == 2
+    assert "kltools rehearsal build" in capsys.readouterr().err
+
+
+def test_the_profiles_pretraining_units_resolve_on_the_hub(hub: Path) -> None:
+    from kltools.experiments.pretraining import pretraining_units
+    from kltools.models import resolve_model
+
+    units = pretraining_units(
+        "pythia", sizes=["410m", "1b"], seeds=False, steps=P.rehearsal_steps(smoke=True)
+    )
+    specs = [u.spec for u in units]
+    assert "EleutherAI/pythia-1b@step116000" not in specs  # the profile's exclusion
+    assert "EleutherAI/pythia-410m@step116000" in specs
+    for spec in specs:
+        repo, rev = spec.split("@")
+        assert resolve_model(spec).commit == _ref(hub, repo, rev)
