@@ -73,6 +73,7 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KLTOOLS_SUITE_ROOT", str(tmp_path / "suite"))
     monkeypatch.delenv("KLTOOLS_BUILD_ROOT", raising=False)
     monkeypatch.delenv("KLTOOLS_PARAMETER_NAMES", raising=False)
+    monkeypatch.delenv("KLTOOLS_DECLARED_NAMES", raising=False)
     monkeypatch.delenv("KLTOOLS_FIGURES_DIR", raising=False)
     (tmp_path / "notebooks").mkdir()
     return tmp_path
@@ -225,7 +226,9 @@ def test_package_source_hash_tracks_source_not_bytecode(tmp_path: Path) -> None:
 def frozen_source(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pin the kltools source hash: colleagues edit kltools/ while these tests run, which
     would (correctly) invalidate the cache mid-test. The hash itself is tested above."""
-    monkeypatch.setattr(book, "package_source_hash", lambda root=None: "pinned")
+    from kltools.book import cache
+
+    monkeypatch.setattr(cache, "package_source_hash", lambda root=None: "pinned")
 
 
 @pytest.mark.usefixtures("frozen_source")
