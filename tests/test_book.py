@@ -354,6 +354,7 @@ def fake_rendered_chapter(root: Path, name: str, outputs: list, page_html: str |
         page = root / "_build" / "html" / "build" / "executed" / f"{book.chapter_stem(name)}.html"
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(page_html)
+        (page.parent / "x.png").write_bytes(b"")  # the figure the fake pages show
 
 
 def test_check_finds_missing_page_errors_and_pages_without_figures(root: Path) -> None:
@@ -370,8 +371,9 @@ def test_check_finds_missing_page_errors_and_pages_without_figures(root: Path) -
     fake_rendered_chapter(root, "diffusion", [tb], figure)
     fake_rendered_chapter(root, "floor", [], "<html><p>no figure</p></html>")
     problems = book.check("smoke")
-    assert len(problems) == 4, problems
+    assert len(problems) == 5, problems
     assert any("03_consecutive" in p and "missing from the rendered book" in p for p in problems)
+    assert any("05_diffusion" in p and "stderr output" in p for p in problems)
     assert any("04_seeds_sizes" in p and "raised ValueError: bad" in p for p in problems)
     assert any("05_diffusion" in p and "traceback" in p for p in problems)
     assert any("07_floor" in p and "no figure" in p for p in problems)

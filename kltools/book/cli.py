@@ -77,7 +77,8 @@ def _cmd_results(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(scoreboard.format_results(results, args.format, args.kind))
+    text = scoreboard.format_results(results, args.format, args.kind)
+    print(text, end="" if text.endswith("\n") else "\n")
     return 0
 
 

@@ -260,6 +260,8 @@ def scoreboard_page(results: Sequence[ChapterResults], executed_rel: str) -> str
         ("reason", "Why"),
     ]
     summary = ", ".join(f"**{n}** {v}" for v, n in counts.items() if n)
+    if not results:
+        summary = "none yet (no chapter has written results in this build)"
     return "\n".join(
         [
             f"# {PAGE_TITLE}",
@@ -271,7 +273,7 @@ def scoreboard_page(results: Sequence[ChapterResults], executed_rel: str) -> str
             "chapter wrote (`kltools book results` prints the same rows), so it cannot disagree",
             "with the chapters. A chapter whose results are missing is listed as *not executed*.",
             "",
-            f"Profile: **{', '.join(profiles)}**. Claims: {summary or 'none yet'}.",
+            f"Profile: **{', '.join(profiles)}**. Claims: {summary}.",
             "",
             "Verdicts: *holds* — our numbers support the claim; *not reproduced* — they do not;",
             "*not tested* — this profile cannot test it (the reason says why). Numbers from the",
