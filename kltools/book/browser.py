@@ -173,7 +173,8 @@ def measure(page: Path, html_root: Path, chromium: str, timeout: float = 90.0) -
 
 
 def book_pages(html_root: Path) -> list[Path]:
-    """The pages of the book: every HTML file except Sphinx's index/search pages and assets."""
+    """The pages of the book: every HTML file except Sphinx's index/search pages, assets and
+    redirects (``index.html`` only forwards to the first page)."""
     skip = {"genindex.html", "search.html", "py-modindex.html"}
     out = []
     for page in sorted(html_root.rglob("*.html")):
@@ -181,6 +182,9 @@ def book_pages(html_root: Path) -> list[Path]:
         if page.name in skip or page.name.startswith(".kltools-check-"):
             continue
         if rel.startswith(("_static/", "_sources/", "_downloads/", "_images/")):
+            continue
+        head = page.read_text(encoding="utf-8", errors="replace")[:2000].lower()
+        if 'http-equiv="refresh"' in head:  # a redirect (index.html): its target is checked
             continue
         out.append(page)
     return out
