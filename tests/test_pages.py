@@ -216,14 +216,27 @@ def test_scoreboard_lists_every_claim_and_chapters_not_executed(root: Path) -> N
     missing = {r["chapter"] for r in rows if r["verdict"] == scoreboard.NOT_EXECUTED}
     assert missing == set(CHAPTERS) - {"diffusion", "floor"}
     counts = scoreboard.verdict_counts(rows)
-    assert counts == {"holds": 1, "not reproduced": 1, "not tested": 1, "not executed": 8}
+    assert counts == {
+        "holds": 1,
+        "not reproduced": 1,
+        "not tested": 1,
+        "no results": 0,
+        "not executed": 8,
+    }
+    # a chapter that ran but wrote no results is told apart from one that did not run
+    (folder / "01_method.ipynb").write_text("{}")
+    ran = scoreboard.executed_chapters(folder)
+    assert ran == ["method"]
+    method = next(r for r in scoreboard.scoreboard_rows(results, ran) if r["chapter"] == "method")
+    assert method["verdict"] == scoreboard.NO_RESULTS
 
     page = scoreboard.write_scoreboard(root / "build", folder).read_text()
     for row in claims:  # the page shows exactly the rows the command prints
         assert row["paper"] in page and row["ours"].replace("<", "&lt;") in page
     assert "fp16 \\| bf16 &lt;tie>" in page  # pipes and tags escaped in a Markdown table
     assert "[floor](executed/07_floor.ipynb)" in page
-    assert "| method |" in page and "not executed" in page
+    assert "[method](executed/01_method.ipynb)" in page and "no results" in page
+    assert "| trajectories |" in page and "not executed" in page
 
 
 def test_scoreboard_renders_with_no_results_at_all(root: Path) -> None:

@@ -99,7 +99,6 @@ def install(log_path: str | Path | None = None) -> Path | None:
         path = Path(env)
     stream = _LogStream(path)
     sys.stderr = stream  # type: ignore[assignment]
-    warnings.simplefilter("default")  # each distinct warning once per location, in the log
 
     def _show(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
         stream.write(warnings.formatwarning(message, category, filename, lineno))

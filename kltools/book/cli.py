@@ -77,7 +77,8 @@ def _cmd_results(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    text = scoreboard.format_results(results, args.format, args.kind)
+    ran = scoreboard.executed_chapters(args.dir)
+    text = scoreboard.format_results(results, args.format, args.kind, ran)
     print(text, end="" if text.endswith("\n") else "\n")
     return 0
 

@@ -19,7 +19,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ PAGE_TITLE = "Reproduction report: the paper's claims, one by one"
 PAGE_NAME = "scoreboard"
 
 NOT_EXECUTED = "not executed"
+NO_RESULTS = "no results"
 
 
 def fmt_number(value: Any) -> str:
@@ -94,22 +95,34 @@ def load(directory: str | Path | None = None, profile: str | None = None) -> lis
     return sorted(found, key=lambda r: chapter_order(r.chapter))
 
 
-def scoreboard_rows(results: Sequence[ChapterResults]) -> list[dict[str, str]]:
-    """The scoreboard: every claim of every chapter with results, in book order; a chapter
-    that has no results file yields one row whose verdict is ``not executed``."""
+def scoreboard_rows(
+    results: Sequence[ChapterResults], executed: Iterable[str] = ()
+) -> list[dict[str, str]]:
+    """The scoreboard: every claim of every chapter with results, in book order.
+
+    A chapter without a results file yields one row: verdict ``no results`` if it is among
+    ``executed`` (it ran but wrote none), else ``not executed``.
+    """
     by_chapter = {r.chapter: r for r in results}
+    ran = set(executed)
     rows: list[dict[str, str]] = []
     for name in [*CHAPTERS, *sorted(set(by_chapter) - set(CHAPTERS))]:
         res = by_chapter.get(name)
         if res is None:
+            verdict = NO_RESULTS if name in ran else NOT_EXECUTED
+            reason = (
+                "the chapter ran but wrote no results file"
+                if name in ran
+                else "the chapter was not executed in this build"
+            )
             rows.append(
                 {
                     "chapter": name,
                     "claim": "—",
                     "paper": "—",
                     "ours": "—",
-                    "verdict": NOT_EXECUTED,
-                    "reason": "this chapter has not written results in this build",
+                    "verdict": verdict,
+                    "reason": reason,
                 }
             )
             continue
@@ -117,9 +130,15 @@ def scoreboard_rows(results: Sequence[ChapterResults]) -> list[dict[str, str]]:
     return rows
 
 
+def executed_chapters(directory: str | Path | None = None) -> list[str]:
+    """Names of the chapters with an executed notebook in ``directory`` (default: the build's)."""
+    folder = Path(directory or executed_dir())
+    return [name for name, stem in CHAPTERS.items() if (folder / f"{stem}.ipynb").is_file()]
+
+
 def verdict_counts(rows: Sequence[Mapping[str, str]]) -> dict[str, int]:
     """How many rows have each verdict, in a fixed order."""
-    order = ["holds", "not reproduced", "not tested", NOT_EXECUTED]
+    order = ["holds", "not reproduced", "not tested", NO_RESULTS, NOT_EXECUTED]
     counts = {v: 0 for v in order}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
@@ -129,7 +148,9 @@ def verdict_counts(rows: Sequence[Mapping[str, str]]) -> dict[str, int]:
 # --------------------------------------------------------------------------- the command
 
 
-def results_document(results: Sequence[ChapterResults]) -> dict[str, Any]:
+def results_document(
+    results: Sequence[ChapterResults], executed: Iterable[str] = ()
+) -> dict[str, Any]:
     """What ``kltools book results --format json`` prints: every record, and the scoreboard."""
     return {
         "profiles": sorted({r.profile for r in results}),
@@ -138,7 +159,7 @@ def results_document(results: Sequence[ChapterResults]) -> dict[str, Any]:
         "summaries": records(results, "summaries"),
         "claims": records(results, "claims"),
         "deviations": records(results, "deviations"),
-        "scoreboard": scoreboard_rows(results),
+        "scoreboard": scoreboard_rows(results, executed),
     }
 
 
@@ -159,14 +180,19 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = No
     return buf.getvalue()
 
 
-def format_results(results: Sequence[ChapterResults], fmt: str, kind: str = "all") -> str:
+def format_results(
+    results: Sequence[ChapterResults],
+    fmt: str,
+    kind: str = "all",
+    executed: Iterable[str] = (),
+) -> str:
     """``kltools book results`` in ``fmt`` (``text``, ``json`` or ``csv``).
 
     ``kind`` selects what is printed: ``all`` (text and JSON: pairs and claims; CSV: pairs),
     ``pairs``, ``claims``, ``summaries``, ``deviations`` or ``scoreboard``.
     """
     if fmt == "json":
-        doc = results_document(results)
+        doc = results_document(results, executed)
         if kind != "all":
             doc = {"profiles": doc["profiles"], kind: doc[kind]}
         return json.dumps(doc, indent=1, allow_nan=False)
@@ -174,7 +200,7 @@ def format_results(results: Sequence[ChapterResults], fmt: str, kind: str = "all
         if kind in ("all", "pairs"):
             return to_csv(records(results, "pairs"))
         if kind == "scoreboard":
-            return to_csv(scoreboard_rows(results), CLAIM_COLUMNS)
+            return to_csv(scoreboard_rows(results, executed), CLAIM_COLUMNS)
         return to_csv(records(results, kind))
     lines: list[str] = []
     if kind in ("all", "pairs"):
@@ -192,9 +218,9 @@ def format_results(results: Sequence[ChapterResults], fmt: str, kind: str = "all
                 f"{fmt_number(rec['kl_bpb'])}{interval} bits/byte"
             )
     if kind in ("all", "claims", "scoreboard"):
-        rows = scoreboard_rows(results)
+        rows = scoreboard_rows(results, executed)
         counts = verdict_counts(rows)
-        lines.append("claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+        lines.append("claims: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
         for row in rows:
             lines.append(
                 f"  {row['chapter']:<13} {row['verdict']:<15} {row['claim']}: "
@@ -234,14 +260,18 @@ _VERDICT_MARK = {
     "holds": "✔ holds",
     "not reproduced": "✘ not reproduced",
     "not tested": "– not tested",
+    NO_RESULTS: "· no results",
     NOT_EXECUTED: "· not executed",
 }
 
 
-def scoreboard_page(results: Sequence[ChapterResults], executed_rel: str) -> str:
+def scoreboard_page(
+    results: Sequence[ChapterResults], executed_rel: str, ran: Iterable[str] = ()
+) -> str:
     """The Markdown of the reproduction report page (links relative to the page's folder)."""
-    rows = scoreboard_rows(results)
-    executed = {r.chapter for r in results}
+    ran = set(ran)
+    rows = scoreboard_rows(results, ran)
+    executed = {r.chapter for r in results} | ran
     counts = verdict_counts(rows)
     profiles = sorted({r.profile for r in results}) or ["none"]
     shown = []
@@ -262,6 +292,7 @@ def scoreboard_page(results: Sequence[ChapterResults], executed_rel: str) -> str
     summary = ", ".join(f"**{n}** {v}" for v, n in counts.items() if n)
     if not results:
         summary = "none yet (no chapter has written results in this build)"
+        profiles = ["—"]
     return "\n".join(
         [
             f"# {PAGE_TITLE}",
@@ -271,7 +302,8 @@ def scoreboard_page(results: Sequence[ChapterResults], executed_rel: str) -> str
             "book's number with its bootstrap interval over texts, and the verdict the chapter",
             "reached. The page is generated when the book is rendered, from the results each",
             "chapter wrote (`kltools book results` prints the same rows), so it cannot disagree",
-            "with the chapters. A chapter whose results are missing is listed as *not executed*.",
+            "with the chapters. A chapter that ran without writing results is listed as",
+            "*no results*, one that did not run in this build as *not executed*.",
             "",
             f"Profile: **{', '.join(profiles)}**. Claims: {summary}.",
             "",
@@ -324,7 +356,7 @@ def write_scoreboard(
     results = load(folder, profile)
     rel = folder.resolve().relative_to(build_dir.resolve()).as_posix()
     path = build_dir / f"{PAGE_NAME}.md"
-    text = scoreboard_page(results, rel)
+    text = scoreboard_page(results, rel, executed_chapters(folder))
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
