@@ -296,6 +296,44 @@ def test_build_then_rerun_one_chapter_leaves_the_others(
 
 
 @pytest.mark.usefixtures("frozen_source")
+def test_chapter_output_reaches_the_log_not_the_page(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Warnings, logging, progress bars and stderr (Python and C level) never reach a page;
+    the parameter table shows every declared parameter, the notebook's defaults included."""
+    make_notebook(
+        root / "notebooks" / "06_quantization.ipynb",
+        body=[
+            "import logging, os, sys, warnings\n"
+            "warnings.warn('MatMul8bitLt: inputs will be cast')\n"
+            "logging.getLogger('bitsandbytes').warning('a library log line')\n"
+            "print('Loading weights 50%', file=sys.stderr)\n"
+            "os.write(2, b'written below Python\\n')\n"
+            "from tqdm.auto import tqdm\n"
+            "for _ in tqdm(range(3), desc='progress'):\n"
+            "    pass\n"
+            "print('KL = 0.01 bits/byte')",
+        ],
+    )
+    write_profile(root, common={"profile": "smoke", "n_texts": 64})
+    assert book.build("smoke", do_render=False, with_suite=False) == 0
+    out = capsys.readouterr().out
+    assert "log lines" in out and "build/logs/quantization.log" in out
+    nb = nbformat.read(book.executed_path("quantization"), as_version=4)
+    assert book.notebook_problems(book.executed_path("quantization"), "q") == []
+    streams = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "stream"]
+    assert [o["name"] for o in streams] == ["stdout"]
+    assert streams[0]["text"] == "KL = 0.01 bits/byte\n"
+    log = (root / "build" / "logs" / "quantization.log").read_text()
+    for text in ("MatMul8bitLt", "a library log line", "Loading weights 50%"):
+        assert text in log
+    table = nb.cells[3].outputs[0]["data"]["text/html"]
+    for name in ("n_texts", "seed", "label", "scale"):  # seed, label, scale: notebook defaults
+        assert f"<code>{name}</code>" in table
+    assert "notebook default" in table and "profile smoke" in table
+
+
+@pytest.mark.usefixtures("frozen_source")
 def test_failed_chapter_is_reported_and_others_kept(
     root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,8 +9,9 @@ or log lines. The build guarantees that in two places, neither of them in the no
    warnings and anything written to ``sys.stderr`` go to the chapter's build log
    (``build/logs/<chapter>.log``) instead of the notebook.
 2. **After** it ran, :func:`move_stderr_to_log` removes every remaining ``stderr`` stream
-   output (text written below Python, by C libraries, through the kernel's file-descriptor
-   capture) from the executed notebook and appends it to the same log.
+   output from the executed notebook and appends it to the same log. (Text that C libraries
+   write to file descriptor 2 goes to the terminal that builds the book, or, when the kernel
+   forwards it as a stream, is moved to the log here.)
 
 The build prints one line per chapter with the number of lines sent to the log, so nothing
 is lost, and the terminal that builds the book says where to look.
