@@ -336,3 +336,22 @@ def test_save_figure_writes_200_dpi_png_and_pdf_and_shows_nothing(
         dpi = img.info["dpi"]
     assert round(dpi[0]) >= 150 and round(dpi[0]) == 200
     assert (root / "figs" / "line.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_long_tables_are_folded_short_ones_and_figures_are_not() -> None:
+    import pandas as pd
+
+    def cell_with(rows: int, image: bool = False) -> nbformat.NotebookNode:
+        html = pd.DataFrame({"kl": range(rows)}).to_html()
+        outputs = [nbformat.v4.new_output("display_data", data={"text/html": html})]
+        if image:
+            outputs.append(nbformat.v4.new_output("display_data", data={"image/png": "iVBOR"}))
+        cell = nbformat.v4.new_code_cell("show()")
+        cell.outputs = outputs
+        return cell
+
+    assert compose.table_rows(pd.DataFrame({"a": range(39)}).to_html()) == 39
+    long, short, figure = cell_with(39), cell_with(8), cell_with(39, image=True)
+    assert compose.fold_long_tables(long) and "hide-output" in long.metadata["tags"]
+    assert not compose.fold_long_tables(short) and "tags" not in short.metadata
+    assert not compose.fold_long_tables(figure)

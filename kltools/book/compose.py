@@ -7,6 +7,8 @@ source notebook):
   parameter table shows the values);
 - solution cells (tag ``solution``, see :mod:`kltools.book.teach`) are folded: a Markdown
   solution becomes a collapsed "Solution" box, a code solution is hidden behind a toggle;
+- the output of a cell that shows a long table (more than :data:`LONG_TABLE_ROWS` rows) and
+  no figure is folded behind a toggle;
 - every ``stderr`` output moves to the chapter's build log (:mod:`kltools.book.clean`);
 - two sections are added before the exercises: the chapter's rows of the claims scoreboard
   (from its results file) and its downloads (each figure as PNG and PDF, its results as JSON
@@ -30,6 +32,37 @@ GENERATED_TAG = "kltools-generated"
 
 #: figure formats linked as downloads, in the order shown
 FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
+
+#: a displayed table with more body rows than this is folded behind a toggle
+LONG_TABLE_ROWS = 15
+
+
+def table_rows(html: str) -> int:
+    """Body rows of a pandas table in an HTML output (0 if it holds none)."""
+    if 'class="dataframe' not in html:
+        return 0
+    body = html.split("<tbody>", 1)[-1] if "<tbody>" in html else html
+    return body.count("<tr")
+
+
+def fold_long_tables(cell: Any) -> bool:
+    """Fold the output of a code cell that shows a long table and no figure; True if folded.
+
+    The page keeps a "Show code cell output" toggle; the whole listing is in the chapter's
+    downloadable results.
+    """
+    outputs = cell.get("outputs", [])
+    if any("image/png" in o.get("data", {}) for o in outputs):
+        return False
+    longest = max(
+        (table_rows(str(o.get("data", {}).get("text/html", ""))) for o in outputs), default=0
+    )
+    if longest <= LONG_TABLE_ROWS:
+        return False
+    tags = _tags(cell)
+    if "hide-output" not in tags:
+        tags.append("hide-output")
+    return True
 
 
 def _tags(cell: Any) -> list[str]:
@@ -120,6 +153,8 @@ def finish_executed(nb_file: Path, chapter: str, log_path: Path, figures: Path) 
             tags.append("hide-input")
         elif SOLUTION_TAG in tags:
             _fold_solution(cell)
+        elif cell.get("cell_type") == "code":
+            fold_long_tables(cell)
     moved = clean.move_stderr_to_log(nb, log_path, chapter)
     executed = nb_file.parent
     data = results_path(chapter, executed)
