@@ -7,7 +7,7 @@ measurements are read back from the dumped DOM. A page fails when
 
 - it is taller than :data:`MAX_HEIGHT` px at :data:`WIDTH` px wide;
 - the document, or a table, is wider than the column it sits in (horizontal overflow);
-- an image failed to load.
+- an image failed to load, or is shown wider than its pixels (upscaled, blurred).
 
 :func:`screenshot` writes a PNG of a page at full height, to look at what the check saw.
 Chromium comes from Debian (``apt-get install -y chromium chromium-driver``); the check
@@ -127,6 +127,12 @@ class PageReport:
             )
         for src in self.broken_images:
             out.append(f"{self.page}: image did not load ({(src or '')[:80]})")
+        for img in self.images:
+            if img.get("nw") and img["w"] > img["nw"] + 1:
+                out.append(
+                    f"{self.page}: an image is shown {img['w']} px wide from {img['nw']} px "
+                    "(upscaled, blurred)"
+                )
         if self.stderr_boxes:
             out.append(f"{self.page}: {self.stderr_boxes} stderr box(es)")
         return out
