@@ -234,9 +234,9 @@ def test_scoreboard_lists_every_claim_and_chapters_not_executed(root: Path) -> N
     for row in claims:  # the page shows exactly the rows the command prints
         assert row["paper"] in page and row["ours"].replace("<", "&lt;") in page
     assert "fp16 \\| bf16 &lt;tie>" in page  # pipes and tags escaped in a Markdown table
-    assert "[floor](executed/07_floor.ipynb)" in page
-    assert "[method](executed/01_method.ipynb)" in page and "no results" in page
-    assert "| trajectories |" in page and "not executed" in page
+    assert "[7. floor](executed/07_floor.ipynb)" in page  # no notebook in this root
+    assert "[1. method](executed/01_method.ipynb)" in page and "no results" in page
+    assert "| 2. trajectories |" in page and "not executed" in page
 
 
 def test_scoreboard_renders_with_no_results_at_all(root: Path) -> None:
@@ -355,3 +355,10 @@ def test_long_tables_are_folded_short_ones_and_figures_are_not() -> None:
     assert compose.fold_long_tables(long) and "hide-output" in long.metadata["tags"]
     assert not compose.fold_long_tables(short) and "tags" not in short.metadata
     assert not compose.fold_long_tables(figure)
+
+
+def test_chapter_titles_come_from_the_notebooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KLTOOLS_ROOT", str(REPO))
+    assert scoreboard.chapter_title("floor").startswith("7. ")
+    assert ":" not in scoreboard.chapter_title("method")
+    assert scoreboard.chapter_title("unknown") == "unknown"

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kltools.book.layout import CHAPTERS, executed_dir
+from kltools.book.layout import CHAPTERS, executed_dir, notebooks_dir
 from kltools.results import ChapterResults, collect_results, records, results_path
 
 #: the columns of a claim row, in the order of the page and of the CSV
@@ -248,6 +248,24 @@ def markdown_table(rows: Sequence[Mapping[str, str]], columns: Sequence[tuple[st
     return "\n".join([head, rule, *body])
 
 
+def chapter_title(name: str) -> str:
+    """``"7. The numerical floor"``: the chapter's number and the start of its title (the
+    first heading of its notebook, up to a colon or parenthesis); the name if unknown."""
+    stem = CHAPTERS.get(name)
+    if stem is None:
+        return name
+    number = int(stem[:2])
+    try:
+        nb = json.loads((notebooks_dir() / f"{stem}.ipynb").read_text(encoding="utf-8"))
+        first = "".join(nb["cells"][0]["source"]).strip().splitlines()[0]
+    except (OSError, ValueError, KeyError, IndexError):
+        return f"{number}. {name}"
+    title = first.lstrip("#").strip()
+    for sep in (":", " ("):
+        title = title.split(sep)[0]
+    return f"{number}. {title.strip() or name}"
+
+
 def chapter_link(name: str, text: str, executed_rel: str) -> str:
     """A MyST link to a chapter's executed page, or plain text when it was not executed."""
     stem = CHAPTERS.get(name)
@@ -277,8 +295,10 @@ def scoreboard_page(
     shown = []
     for row in rows:
         out = dict(row)
+        title = chapter_title(row["chapter"])
+        out["chapter"] = title
         if row["chapter"] in executed:
-            out["chapter"] = chapter_link(row["chapter"], row["chapter"], executed_rel)
+            out["chapter"] = chapter_link(row["chapter"], title, executed_rel)
         out["verdict"] = _VERDICT_MARK.get(row["verdict"], row["verdict"])
         shown.append(out)
     columns = [
