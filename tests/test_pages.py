@@ -362,3 +362,16 @@ def test_chapter_titles_come_from_the_notebooks(monkeypatch: pytest.MonkeyPatch)
     assert scoreboard.chapter_title("floor").startswith("7. ")
     assert ":" not in scoreboard.chapter_title("method")
     assert scoreboard.chapter_title("unknown") == "unknown"
+
+
+def test_figure_check_wants_150_dpi_png_and_a_pdf(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "ch").mkdir()
+    Image.new("RGB", (10, 10)).save(tmp_path / "ch" / "sharp.png", dpi=(200, 200))
+    (tmp_path / "ch" / "sharp.pdf").write_bytes(b"%PDF")
+    Image.new("RGB", (10, 10)).save(tmp_path / "ch" / "blurry.png", dpi=(110, 110))
+    assert hygiene.figure_problems(tmp_path) == [
+        "figure ch/blurry.png: 110 dpi, below 150",
+        "figure ch/blurry.png: no PDF beside it",
+    ]

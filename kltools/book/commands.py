@@ -188,4 +188,7 @@ def check(profile: str) -> list[str]:
             problems.append(f"{label}: the page shows no figure (no <img> in {page.name})")
     if html_root.is_dir():
         problems.extend(hygiene.html_problems(html_root))
+    figures = executed_dir().parent / "figures"
+    if figures.is_dir():
+        problems.extend(hygiene.figure_problems(figures))
     return problems

@@ -141,3 +141,23 @@ def html_problems(
         for target in sorted(set(dead)):
             problems.append(f"{rel}: dangling link {target}")
     return problems
+
+
+#: the lowest resolution accepted for a saved PNG figure
+MIN_DPI = 150
+
+
+def figure_problems(figures_root: Path, min_dpi: int = MIN_DPI) -> list[str]:
+    """Saved PNG figures under ``figures_root`` below ``min_dpi`` (or with no PDF beside)."""
+    from PIL import Image
+
+    problems = []
+    for png in sorted(figures_root.rglob("*.png")):
+        rel = png.relative_to(figures_root).as_posix()
+        with Image.open(png) as img:
+            dpi = img.info.get("dpi", (0, 0))[0]
+        if round(float(dpi)) < min_dpi:
+            problems.append(f"figure {rel}: {round(float(dpi))} dpi, below {min_dpi}")
+        if not png.with_suffix(".pdf").is_file():
+            problems.append(f"figure {rel}: no PDF beside it")
+    return problems
