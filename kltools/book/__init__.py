@@ -1,12 +1,16 @@
 """The executable book: papermill execution with cache keys, the Jupyter Book render, checks,
 the results pages, the teaching material.
 
-Three commands (``kltools book …``, called by ``make book`` / ``make chapter`` and CI):
+Commands (``kltools book …``, called by ``make book`` / ``make chapter`` / ``make teach``
+and CI):
 
 - ``build --profile P [--params FILE] [--force]``: build the offline model suite (tiny/smoke),
   execute every chapter notebook found in ``notebooks/`` whose cache key changed, render.
 - ``chapter NAME --params FILE``: rerun one chapter with new parameters, then render.
-- ``check --profile P``: verify the rendered book (pages, errors, figures); one line per problem.
+- ``check --profile P [--browser]``: verify the rendered book (pages, errors, figures, links,
+  clean outputs; every page in headless Chromium); one line per problem.
+- ``results [--profile P] [--format text|json|csv]``: the pairs and verdicts chapters wrote.
+- ``teach [--out DIR]``: student and teacher versions of every chapter.
 
 Layout (all under the project root, :func:`kltools.paths.project_root`):
 
@@ -16,8 +20,14 @@ Layout (all under the project root, :func:`kltools.paths.project_root`):
 ``build/executed/``            executed notebooks ``NN_name.ipynb`` + cache keys
                                ``NN_name.key.json``; a failed run leaves
                                ``NN_name.partial.ipynb`` (``$KLTOOLS_BUILD_ROOT/executed``
-                               when that variable is set; it must lie inside the root)
+                               when that variable is set; it must lie inside the root);
+                               the results each chapter writes, ``<name>.results.json``
+                               (:mod:`kltools.results`), with ``<name>.pairs.csv`` and
+                               ``<name>.claims.csv`` beside it
+``build/logs/<name>.log``      what the chapter's kernel wrote to stderr, its warnings
 ``build/figures/<name>/``      figure files a chapter saves with :func:`save_figure`
+                               (PNG at 200 dpi and PDF)
+``build/scoreboard.md``        the reproduction report, generated at render time
 ``build/_toc.yml``             the table of contents actually rendered (generated)
 ``_build/html/``               the rendered book (Jupyter Book 1.x)
 =============================  =========================================================
@@ -49,7 +59,11 @@ A chapter notebook, for this module:
 3. calls ``show_parameters(globals())`` (from :mod:`kltools.book`) in the very next cell, so
    that the first output is the parameter table;
 4. shows at least one figure inline (``book check`` requires an ``<img>`` on the page) and
-   may save figure files with :func:`save_figure` into ``build/figures/<name>/``.
+   may save figure files with :func:`save_figure` into ``build/figures/<name>/``;
+5. writes its results with :func:`kltools.results.write_results` (the build then appends its
+   rows of the claims scoreboard and a *Downloads* section to its page, see
+   :mod:`kltools.book.compose`; nothing to call in the notebook);
+6. ends with its exercises, tagged as :mod:`kltools.book.teach` describes.
 
 The package, one module per job:
 

@@ -221,6 +221,11 @@ def report_line(run: ChapterRun) -> str:
     return (
         f"  {run.name:<13} FAILED     {run.seconds:7.1f} s  {run.error}\n"
         f"  {'':<13} partially executed notebook: {run.notebook}"
+        + (
+            f"\n  {'':<13} its stderr and warnings: {_shown(run.log)}"
+            if run.log is not None and clean.log_lines(run.log)
+            else ""
+        )
     )
 
 
