@@ -235,14 +235,18 @@ def test_scoreboard_lists_every_claim_and_chapters_not_executed(root: Path) -> N
         assert row["paper"] in page and row["ours"].replace("<", "&lt;") in page
     assert "fp16 \\| bf16 &lt;tie>" in page  # pipes and tags escaped in a Markdown table
     assert "[7. floor](executed/07_floor.ipynb)" in page  # no notebook in this root
-    assert "[1. method](executed/01_method.ipynb)" in page and "no results" in page
-    assert "| 2. trajectories |" in page and "not executed" in page
+    ran_line = "*Ran without writing results (no claims to show yet):* [1. method]"
+    assert ran_line + "(executed/01_method.ipynb)." in page
+    assert "*Not executed in this build:* 2. trajectories; 3. consecutive;" in page
+    assert "**Why each verdict.**" in page and "- **c_l&lt;c_W** (" in page
 
 
 def test_scoreboard_renders_with_no_results_at_all(root: Path) -> None:
     page = scoreboard.write_scoreboard(root / "build", root / "build" / "executed").read_text()
-    assert page.count("not executed") >= len(CHAPTERS)
-    assert "none yet" in page
+    assert "No chapter has written results in this build yet." in page
+    line = next(x for x in page.splitlines() if x.startswith("*Not executed in this build:*"))
+    assert line.count("; ") == len(CHAPTERS) - 1
+    assert "Claims: none yet." in page
 
 
 def test_results_command_matches_the_scoreboard(

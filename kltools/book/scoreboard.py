@@ -283,36 +283,74 @@ _VERDICT_MARK = {
 }
 
 
+def _md(text: str) -> str:
+    """Text for Markdown prose: ``<`` as an entity (never read as an HTML tag)."""
+    return text.replace("<", "&lt;")
+
+
+def _reasons(rows: Sequence[Mapping[str, str]], with_chapter: bool) -> list[str]:
+    """One bullet per claim: the claim, its verdict and the chapter's reason."""
+    out = []
+    for row in rows:
+        where = f" ({row['chapter_shown']})" if with_chapter else ""
+        reason = row["reason"] or "—"
+        out.append(f"- **{_md(row['claim'])}**{where}, {row['verdict']}: {_md(reason)}")
+    return out
+
+
 def scoreboard_page(
     results: Sequence[ChapterResults], executed_rel: str, ran: Iterable[str] = ()
 ) -> str:
-    """The Markdown of the reproduction report page (links relative to the page's folder)."""
+    """The Markdown of the reproduction report page (links relative to the page's folder).
+
+    One table row per claim (chapter, claim, paper, ours, verdict), the chapters' reasons
+    below it, and the chapters without results named in one sentence each.
+    """
     ran = set(ran)
     rows = scoreboard_rows(results, ran)
     executed = {r.chapter for r in results} | ran
     counts = verdict_counts(rows)
-    profiles = sorted({r.profile for r in results}) or ["none"]
-    shown = []
+    profiles = sorted({r.profile for r in results}) or ["—"]
+    claims, missing = [], {NO_RESULTS: [], NOT_EXECUTED: []}
     for row in rows:
-        out = dict(row)
         title = chapter_title(row["chapter"])
-        out["chapter"] = title
-        if row["chapter"] in executed:
-            out["chapter"] = chapter_link(row["chapter"], title, executed_rel)
-        out["verdict"] = _VERDICT_MARK.get(row["verdict"], row["verdict"])
-        shown.append(out)
+        shown = (
+            chapter_link(row["chapter"], title, executed_rel)
+            if row["chapter"] in executed
+            else title
+        )
+        if row["verdict"] in missing:
+            missing[row["verdict"]].append(shown)
+            continue
+        claims.append(
+            {
+                **row,
+                "chapter_shown": shown,
+                "verdict": _VERDICT_MARK.get(row["verdict"], row["verdict"]),
+            }
+        )
     columns = [
-        ("chapter", "Chapter"),
+        ("chapter_shown", "Chapter"),
         ("claim", "Claim of the paper"),
         ("paper", "Paper"),
         ("ours", "This book [interval]"),
         ("verdict", "Verdict"),
-        ("reason", "Why"),
     ]
-    summary = ", ".join(f"**{n}** {v}" for v, n in counts.items() if n)
-    if not results:
-        summary = "none yet (no chapter has written results in this build)"
-        profiles = ["—"]
+    tested = {v: n for v, n in counts.items() if n and v not in missing}
+    summary = ", ".join(f"**{n}** {v}" for v, n in tested.items()) or "none yet"
+    body: list[str] = []
+    if claims:
+        body += [markdown_table(claims, columns), "", "**Why each verdict.**", ""]
+        body += _reasons(claims, with_chapter=True)
+    else:
+        body += ["No chapter has written results in this build yet."]
+    notes = {
+        NO_RESULTS: "Ran without writing results (no claims to show yet)",
+        NOT_EXECUTED: "Not executed in this build",
+    }
+    for verdict, chapters in missing.items():
+        if chapters:
+            body += ["", f"*{notes[verdict]}:* " + "; ".join(chapters) + "."]
     return "\n".join(
         [
             f"# {PAGE_TITLE}",
@@ -322,8 +360,7 @@ def scoreboard_page(
             "book's number with its bootstrap interval over texts, and the verdict the chapter",
             "reached. The page is generated when the book is rendered, from the results each",
             "chapter wrote (`kltools book results` prints the same rows), so it cannot disagree",
-            "with the chapters. A chapter that ran without writing results is listed as",
-            "*no results*, one that did not run in this build as *not executed*.",
+            "with the chapters.",
             "",
             f"Profile: **{', '.join(profiles)}**. Claims: {summary}.",
             "",
@@ -332,7 +369,7 @@ def scoreboard_page(
             "`tiny` and `smoke` profiles answer the paper's questions for much smaller models;",
             "only the `pythia` profile measures the published magnitudes.",
             "",
-            markdown_table(shown, columns),
+            *body,
             "",
             "Every pair behind these numbers, and each chapter's deviations from the paper, are in",
             "the results files, downloadable from the end of each chapter",
@@ -354,7 +391,6 @@ def chapter_claims_markdown(results: ChapterResults) -> str:
         ("paper", "Paper"),
         ("ours", "This book [interval]"),
         ("verdict", "Verdict"),
-        ("reason", "Why"),
     ]
     return "\n".join(
         [
@@ -364,6 +400,8 @@ def chapter_claims_markdown(results: ChapterResults) -> str:
             "[reproduction report](../scoreboard.md):",
             "",
             markdown_table(rows, columns),
+            "",
+            *_reasons(rows, with_chapter=False),
         ]
     )
 
