@@ -315,6 +315,7 @@ def test_finish_executed_adds_claims_and_downloads_and_folds_solutions(root: Pat
     assert (folder / "floor.pairs.csv").read_text().startswith("chapter,setting,a,b,kl_bpb")
     assert sources[at + 1].startswith(":::{admonition} Solution\n:class: dropdown")
     assert "hide-cell" in out.cells[at + 2].metadata["tags"]
+    assert out.cells[at + 2].metadata["mystnb"]["code_prompt_show"].startswith("Solution")
     assert "hide-input" in out.cells[0].metadata["tags"]
     assert hygiene.stderr_count(out) == 0
     assert "MatMul8bitLt" in log.read_text()

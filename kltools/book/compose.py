@@ -120,6 +120,10 @@ def _fold_solution(cell: Any) -> None:
     if cell.get("cell_type") == "code":
         if "hide-cell" not in tags:
             tags.append("hide-cell")
+        cell["metadata"]["mystnb"] = {
+            "code_prompt_show": "Solution: show the code and its output",
+            "code_prompt_hide": "Hide the solution",
+        }
         return
     source = cell.get("source", "")
     if not source.lstrip().startswith(":::{admonition}"):
