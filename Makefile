@@ -10,12 +10,15 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help env test book suite chapter bench gpu-check lint format clean distclean
+.PHONY: help env test book book-check results teach suite chapter bench gpu-check lint format clean distclean
 
 help:
 	@echo "make book      build the suite (if missing), execute every chapter, render _build/html (PROFILE=tiny|smoke|pythia)"
 	@echo "make test      run the test suite"
 	@echo "make chapter CH=<name> PARAMS=<file>   rerun one chapter with a parameter file"
+	@echo "make book-check  check the rendered book, every page in headless Chromium too (PROFILE=...)"
+	@echo "make results   the pairs and verdicts every executed chapter wrote (FORMAT=text|json|csv)"
+	@echo "make teach     student (no solutions) and teacher versions of every chapter in build/teach"
 	@echo "make suite     build the offline model suite (PROFILE=tiny|smoke)"
 	@echo "make bench     extraction benchmarks (ratios against baselines, one process)"
 	@echo "make gpu-check the CUDA checks, for a machine with one GPU (DRY=1: CPU dry run)"
@@ -38,6 +41,15 @@ test: env
 
 book: env
 	$(PY) -m kltools book build --profile $(PROFILE)
+
+book-check: env
+	$(PY) -m kltools book check --profile $(PROFILE) --browser
+
+results: env
+	$(PY) -m kltools book results --profile $(PROFILE) --format $(or $(FORMAT),text)
+
+teach: env
+	$(PY) -m kltools book teach --out build/teach
 
 chapter: env
 	@test -n "$(CH)" || { echo "make chapter: give CH=<chapter name> (see notebooks/)"; exit 2; }

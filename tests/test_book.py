@@ -73,6 +73,7 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KLTOOLS_SUITE_ROOT", str(tmp_path / "suite"))
     monkeypatch.delenv("KLTOOLS_BUILD_ROOT", raising=False)
     monkeypatch.delenv("KLTOOLS_PARAMETER_NAMES", raising=False)
+    monkeypatch.delenv("KLTOOLS_DECLARED_NAMES", raising=False)
     monkeypatch.delenv("KLTOOLS_FIGURES_DIR", raising=False)
     (tmp_path / "notebooks").mkdir()
     return tmp_path
@@ -225,7 +226,9 @@ def test_package_source_hash_tracks_source_not_bytecode(tmp_path: Path) -> None:
 def frozen_source(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pin the kltools source hash: colleagues edit kltools/ while these tests run, which
     would (correctly) invalidate the cache mid-test. The hash itself is tested above."""
-    monkeypatch.setattr(book, "package_source_hash", lambda root=None: "pinned")
+    from kltools.book import cache
+
+    monkeypatch.setattr(cache, "package_source_hash", lambda root=None: "pinned")
 
 
 @pytest.mark.usefixtures("frozen_source")
@@ -293,6 +296,44 @@ def test_build_then_rerun_one_chapter_leaves_the_others(
 
 
 @pytest.mark.usefixtures("frozen_source")
+def test_chapter_output_reaches_the_log_not_the_page(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Warnings, logging, progress bars and stderr (Python and C level) never reach a page;
+    the parameter table shows every declared parameter, the notebook's defaults included."""
+    make_notebook(
+        root / "notebooks" / "06_quantization.ipynb",
+        body=[
+            "import logging, os, sys, warnings\n"
+            "warnings.warn('MatMul8bitLt: inputs will be cast')\n"
+            "logging.getLogger('bitsandbytes').warning('a library log line')\n"
+            "print('Loading weights 50%', file=sys.stderr)\n"
+            "os.write(2, b'written below Python\\n')\n"
+            "from tqdm.auto import tqdm\n"
+            "for _ in tqdm(range(3), desc='progress'):\n"
+            "    pass\n"
+            "print('KL = 0.01 bits/byte')",
+        ],
+    )
+    write_profile(root, common={"profile": "smoke", "n_texts": 64})
+    assert book.build("smoke", do_render=False, with_suite=False) == 0
+    out = capsys.readouterr().out
+    assert "log lines" in out and "build/logs/quantization.log" in out
+    nb = nbformat.read(book.executed_path("quantization"), as_version=4)
+    assert book.notebook_problems(book.executed_path("quantization"), "q") == []
+    streams = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "stream"]
+    assert [o["name"] for o in streams] == ["stdout"]
+    assert streams[0]["text"] == "KL = 0.01 bits/byte\n"
+    log = (root / "build" / "logs" / "quantization.log").read_text()
+    for text in ("MatMul8bitLt", "a library log line", "Loading weights 50%"):
+        assert text in log
+    table = nb.cells[3].outputs[0]["data"]["text/html"]
+    for name in ("n_texts", "seed", "label", "scale"):  # seed, label, scale: notebook defaults
+        assert f"<code>{name}</code>" in table
+    assert "notebook default" in table and "profile smoke" in table
+
+
+@pytest.mark.usefixtures("frozen_source")
 def test_failed_chapter_is_reported_and_others_kept(
     root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -351,6 +392,7 @@ def fake_rendered_chapter(root: Path, name: str, outputs: list, page_html: str |
         page = root / "_build" / "html" / "build" / "executed" / f"{book.chapter_stem(name)}.html"
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(page_html)
+        (page.parent / "x.png").write_bytes(b"")  # the figure the fake pages show
 
 
 def test_check_finds_missing_page_errors_and_pages_without_figures(root: Path) -> None:
@@ -367,8 +409,9 @@ def test_check_finds_missing_page_errors_and_pages_without_figures(root: Path) -
     fake_rendered_chapter(root, "diffusion", [tb], figure)
     fake_rendered_chapter(root, "floor", [], "<html><p>no figure</p></html>")
     problems = book.check("smoke")
-    assert len(problems) == 4, problems
+    assert len(problems) == 5, problems
     assert any("03_consecutive" in p and "missing from the rendered book" in p for p in problems)
+    assert any("05_diffusion" in p and "stderr output" in p for p in problems)
     assert any("04_seeds_sizes" in p and "raised ValueError: bad" in p for p in problems)
     assert any("05_diffusion" in p and "traceback" in p for p in problems)
     assert any("07_floor" in p and "no figure" in p for p in problems)
@@ -407,7 +450,7 @@ def test_build_renders_and_check_passes(root: Path) -> None:
             "import matplotlib.pyplot as plt\n"
             "from kltools.book import save_figure\n"
             "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [0, seed])\n"
-            "save_figure(fig, 'line', formats=('png',))\nplt.show()"
+            "save_figure(fig, 'line')\nplt.show()"
         ],
     )
     write_profile(root)

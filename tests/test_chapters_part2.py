@@ -43,6 +43,7 @@ def test_chapter_runs_on_smoke(roots, name):
     params = book.resolve_parameters(name, doc, book.declared_parameters(book.notebook_path(name)))
     run = book.execute_chapter(name, params, "smoke", force=True)
     assert run.status == "executed", run.error
+    assert book.notebook_problems(run.notebook, name) == []  # no stderr, reprs, machine paths
     out = _outputs(run.notebook)
     assert "<IMG>" in out
     assert "paper" in out  # the compared-with-the-paper table

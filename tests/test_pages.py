@@ -1,0 +1,382 @@
+"""What readers see: clean outputs, the build logs, the claims scoreboard, downloads.
+
+Results files are written here with :mod:`kltools.results` (the contract the chapters use),
+so the scoreboard and ``kltools book results`` are tested on known records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kltools.book import clean, compose, hygiene, scoreboard
+from kltools.book.layout import CHAPTERS
+from kltools.results import ChapterResults, write_results
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KLTOOLS_ROOT", str(tmp_path))
+    monkeypatch.delenv("KLTOOLS_BUILD_ROOT", raising=False)
+    monkeypatch.delenv("KLTOOLS_FIGURES_DIR", raising=False)
+    return tmp_path
+
+
+def _nb(*outputs: dict, source: str = "x = 1") -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(source)
+    cell.outputs = list(outputs)
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"), cell]
+    return nb
+
+
+# --------------------------------------------------------------------------- hygiene
+
+
+def test_notebook_hygiene_flags_stderr_reprs_paths_and_outside_files(root: Path) -> None:
+    clean_nb = _nb(
+        nbformat.v4.new_output("stream", name="stdout", text="KL = 0.01 bits/byte\n"),
+        nbformat.v4.new_output("display_data", data={"text/plain": "a table"}),
+    )
+    assert hygiene.notebook_problems(clean_nb, "ch") == []
+    bad = _nb(
+        nbformat.v4.new_output("stream", name="stderr", text="Loading weights 10%\n"),
+        nbformat.v4.new_output(
+            "execute_result",
+            data={"text/plain": f"[PosixPath('{root}/build/figures/a.png')]"},
+            execution_count=1,
+        ),
+        nbformat.v4.new_output("display_data", data={"text/markdown": "see paper-notes §1"}),
+    )
+    problems = hygiene.notebook_problems(bad, "ch")
+    assert any("stderr output ('Loading weights 10%')" in p for p in problems)
+    assert any("PosixPath repr" in p for p in problems)
+    assert any("path of the build machine" in p and str(root) in p for p in problems)
+    assert any("paper-notes" in p for p in problems)
+    assert hygiene.stderr_count(bad) == 1 and hygiene.stderr_count(clean_nb) == 0
+
+
+def test_html_hygiene_finds_dangling_links_only(tmp_path: Path) -> None:
+    site = tmp_path / "html"
+    (site / "build" / "executed").mkdir(parents=True)
+    (site / "_images").mkdir()
+    (site / "_images" / "fig.png").write_bytes(b"png")
+    (site / "index.html").write_text('<a href="build/executed/ch.html#top">chapter</a>')
+    (site / "build" / "executed" / "ch.html").write_text(
+        '<img src="../../_images/fig.png"><a href="#x">anchor</a>'
+        '<a href="https://arxiv.org/abs/2505.15353">paper</a><a href="../../index.html">home</a>'
+        '<a href="../../_downloads/missing.csv">csv</a><script src="gone.js"></script>'
+    )
+    problems = hygiene.html_problems(site, paths=["/nowhere/at/all"])
+    assert sorted(problems) == [
+        "build/executed/ch.html: dangling link ../../_downloads/missing.csv",
+        "build/executed/ch.html: dangling link gone.js",
+    ]
+
+
+# --------------------------------------------------------------------------- clean kernels
+
+
+def test_move_stderr_to_log_keeps_the_rest(tmp_path: Path) -> None:
+    nb = _nb(
+        nbformat.v4.new_output("stream", name="stderr", text="warn 1\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="result\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="100%|####|\n"),
+    )
+    log = tmp_path / "logs" / "ch.log"
+    assert clean.move_stderr_to_log(nb, log, "ch") == 2
+    assert [o["text"] for o in nb.cells[1].outputs] == ["result\n"]
+    text = log.read_text()
+    assert "ch, cell 1, stderr" in text and "warn 1" in text and "100%|####|" in text
+    assert clean.log_lines(log) == text.count("\n")
+
+
+def test_install_sends_warnings_logging_and_stderr_to_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "chapter.log"
+    code = (
+        "import logging, sys, warnings\n"
+        "from kltools.book import clean\n"
+        "assert clean.install() is not None\n"
+        "warnings.warn('a library warning')\n"
+        "logging.getLogger('lib').warning('a log line')\n"
+        "print('progress 50%', file=sys.stderr)\n"
+        "print('to the page')\n"
+    )
+    env = {**os.environ, **clean.quiet_environ(log)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout == "to the page\n"
+    assert proc.stderr == ""
+    text = log.read_text()
+    assert "a library warning" in text and "a log line" in text and "progress 50%" in text
+    assert env["TQDM_DISABLE"] == "1" and env["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+
+
+def test_install_does_nothing_outside_a_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(clean.LOG_ENV, raising=False)
+    before = sys.stderr
+    assert clean.install() is None
+    assert sys.stderr is before
+
+
+# --------------------------------------------------------------------------- scoreboard
+
+
+def _claim(chapter: str, claim: str, verdict: str, **extra: object) -> dict:
+    return {"chapter": chapter, "claim": claim, "verdict": verdict, "reason": "because", **extra}
+
+
+def write_two_chapters(folder: Path, profile: str = "smoke") -> None:
+    """Results of two chapters: one with pairs and two claims, one with a claim only."""
+    pair = {"chapter": "floor", "setting": "Floor", "a": "smoke-m", "b": "smoke-m"}
+    write_results(
+        ChapterResults(
+            chapter="floor",
+            profile=profile,
+            parameters={"n_texts": 32},
+            pairs=[
+                {
+                    **pair,
+                    "kl_bpb": 7.1e-8,
+                    "n_texts": 32,
+                    "mean_bytes": 310.5,
+                    "lo": 1e-8,
+                    "hi": 2e-7,
+                },
+                {**pair, "setting": "8-bit", "kl_bpb": 5.0e-6, "n_texts": 32, "mean_bytes": 310.5},
+            ],
+            claims=[
+                _claim(
+                    "floor",
+                    "floor<8bit<4bit",
+                    "holds",
+                    title="Floor < 8-bit < 4-bit",
+                    ours=5.04e-6,
+                    ours_lo=4.1e-6,
+                    ours_hi=6.2e-6,
+                    paper=0.0013,
+                    paper_kind="median",
+                    paper_source="v1 Fig. 3",
+                    units="bits/byte",
+                ),
+                _claim("floor", "fp16<bf16", "not tested", title="fp16 | bf16 <tie>"),
+            ],
+        ),
+        folder,
+    )
+    write_results(
+        ChapterResults(
+            chapter="diffusion",
+            profile=profile,
+            claims=[_claim("diffusion", "c_l<c_W", "not reproduced", ours=0.61, paper=0.5)],
+        ),
+        folder,
+    )
+
+
+def test_claim_rows_format_numbers_kinds_sources_and_intervals() -> None:
+    row = scoreboard.claim_row(
+        _claim(
+            "floor",
+            "x",
+            "holds",
+            title="T",
+            ours=5.04e-6,
+            ours_lo=4.1e-6,
+            ours_hi=6.2e-6,
+            paper=0.0013,
+            paper_kind="median",
+            paper_source="v1 Fig. 3",
+            units="bits/byte",
+        )
+    )
+    assert row["paper"] == "0.00130 bits/byte (median, v1 Fig. 3)"
+    assert row["ours"] == "5.04e-06 [4.10e-06, 6.20e-06] bits/byte"
+    assert scoreboard.fmt_number(None) == "—" and scoreboard.fmt_number(float("nan")) == "—"
+    assert scoreboard.fmt_number(63.8575) == "63.9" and scoreboard.fmt_number(1200) == "1,200"
+
+
+def test_scoreboard_lists_every_claim_and_chapters_not_executed(root: Path) -> None:
+    folder = root / "build" / "executed"
+    write_two_chapters(folder)
+    results = scoreboard.load(folder)
+    assert [r.chapter for r in results] == ["diffusion", "floor"]  # book order
+    rows = scoreboard.scoreboard_rows(results)
+    claims = [r for r in rows if r["verdict"] != scoreboard.NOT_EXECUTED]
+    assert [r["claim"] for r in claims] == ["c_l<c_W", "Floor < 8-bit < 4-bit", "fp16 | bf16 <tie>"]
+    missing = {r["chapter"] for r in rows if r["verdict"] == scoreboard.NOT_EXECUTED}
+    assert missing == set(CHAPTERS) - {"diffusion", "floor"}
+    counts = scoreboard.verdict_counts(rows)
+    assert counts == {
+        "holds": 1,
+        "not reproduced": 1,
+        "not tested": 1,
+        "no results": 0,
+        "not executed": 8,
+    }
+    # a chapter that ran but wrote no results is told apart from one that did not run
+    (folder / "01_method.ipynb").write_text("{}")
+    ran = scoreboard.executed_chapters(folder)
+    assert ran == ["method"]
+    method = next(r for r in scoreboard.scoreboard_rows(results, ran) if r["chapter"] == "method")
+    assert method["verdict"] == scoreboard.NO_RESULTS
+
+    page = scoreboard.write_scoreboard(root / "build", folder).read_text()
+    for row in claims:  # the page shows exactly the rows the command prints
+        assert row["paper"] in page and row["ours"].replace("<", "&lt;") in page
+    assert "fp16 \\| bf16 &lt;tie>" in page  # pipes and tags escaped in a Markdown table
+    assert "[7. floor](executed/07_floor.ipynb)" in page  # no notebook in this root
+    ran_line = "*Ran without writing results (no claims to show yet):* [1. method]"
+    assert ran_line + "(executed/01_method.ipynb)." in page
+    assert "*Not executed in this build:* 2. trajectories; 3. consecutive;" in page
+    assert "**Why each verdict.**" in page and "- **c_l&lt;c_W** (" in page
+
+
+def test_scoreboard_renders_with_no_results_at_all(root: Path) -> None:
+    page = scoreboard.write_scoreboard(root / "build", root / "build" / "executed").read_text()
+    assert "No chapter has written results in this build yet." in page
+    line = next(x for x in page.splitlines() if x.startswith("*Not executed in this build:*"))
+    assert line.count("; ") == len(CHAPTERS) - 1
+    assert "Claims: none yet." in page
+
+
+def test_results_command_matches_the_scoreboard(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kltools.__main__ import main
+
+    folder = root / "build" / "executed"
+    write_two_chapters(folder)
+    write_two_chapters(root / "other", profile="tiny")
+    assert main(["book", "results", "--format", "json", "--dir", str(folder)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["profiles"] == ["smoke"]
+    assert len(doc["pairs"]) == 2 and doc["pairs"][0]["kl_bpb"] == 7.1e-8
+    assert [c["verdict"] for c in doc["claims"]] == ["not reproduced", "holds", "not tested"]
+    assert doc["scoreboard"] == scoreboard.scoreboard_rows(scoreboard.load(folder))
+
+    assert main(["book", "results", "--format", "csv", "--dir", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("chapter,setting,a,b,kl_bpb") and len(lines) == 3
+
+    assert main(["book", "results", "--dir", str(folder)]) == 0
+    text = capsys.readouterr().out
+    assert "pairs: 2" in text and "1 holds, 1 not reproduced, 1 not tested, 8 not executed" in text
+
+    assert main(["book", "results", "--profile", "tiny", "--dir", str(folder)]) == 1
+    assert "no results files of profile tiny" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- composed pages
+
+
+def test_finish_executed_adds_claims_and_downloads_and_folds_solutions(root: Path) -> None:
+    folder = root / "build" / "executed"
+    figures = root / "build" / "figures" / "floor"
+    figures.mkdir(parents=True)
+    for fmt in ("png", "pdf"):
+        (figures / f"floor.{fmt}").write_bytes(b"x")
+    write_two_chapters(folder)
+    nb = _nb(nbformat.v4.new_output("stream", name="stderr", text="MatMul8bitLt: cast\n"))
+    params = nbformat.v4.new_code_cell("n_texts = 32")
+    params.metadata["tags"] = ["parameters"]
+    heading = nbformat.v4.new_markdown_cell("## Exercises")
+    heading.metadata["tags"] = ["exercises"]
+    solution = nbformat.v4.new_markdown_cell("**Solution.** Because.")
+    solution.metadata["tags"] = ["solution"]
+    code_solution = nbformat.v4.new_code_cell("1 + 1")
+    code_solution.metadata["tags"] = ["solution"]
+    nb.cells = [params, *nb.cells, heading, solution, code_solution]
+    path = folder / "07_floor.ipynb"
+    nbformat.write(nb, path)
+    log = root / "build" / "logs" / "floor.log"
+
+    for _ in range(2):  # finishing twice adds the sections once
+        assert compose.finish_executed(path, "floor", log, figures) in (1, 0)
+    out = nbformat.read(path, as_version=4)
+    sources = [c.source for c in out.cells]
+    at = next(i for i, s in enumerate(sources) if s.startswith("## Exercises"))
+    assert sources[at - 2].startswith("## This chapter on the scoreboard")
+    assert "Floor &lt; 8-bit &lt; 4-bit" in sources[at - 2]
+    downloads = sources[at - 1]
+    assert "{download}`PNG <../figures/floor/floor.png>`" in downloads
+    assert "{download}`PDF <../figures/floor/floor.pdf>`" in downloads
+    assert "{download}`JSON <floor.results.json>`" in downloads
+    assert "{download}`CSV of the pairs <floor.pairs.csv>`" in downloads
+    assert (folder / "floor.pairs.csv").read_text().startswith("chapter,setting,a,b,kl_bpb")
+    assert sources[at + 1].startswith(":::{admonition} Solution\n:class: dropdown")
+    assert "hide-cell" in out.cells[at + 2].metadata["tags"]
+    assert out.cells[at + 2].metadata["mystnb"]["code_prompt_show"].startswith("Solution")
+    assert "hide-input" in out.cells[0].metadata["tags"]
+    assert hygiene.stderr_count(out) == 0
+    assert "MatMul8bitLt" in log.read_text()
+
+
+def test_save_figure_writes_200_dpi_png_and_pdf_and_shows_nothing(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from kltools.book import save_figure
+
+    monkeypatch.setenv("KLTOOLS_FIGURES_DIR", str(root / "figs"))
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [0, 1])
+    assert save_figure(fig, "line") is None
+    plt.close(fig)
+    with Image.open(root / "figs" / "line.png") as img:
+        dpi = img.info["dpi"]
+    assert round(dpi[0]) >= 150 and round(dpi[0]) == 200
+    assert (root / "figs" / "line.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_long_tables_are_folded_short_ones_and_figures_are_not() -> None:
+    import pandas as pd
+
+    def cell_with(rows: int, image: bool = False) -> nbformat.NotebookNode:
+        html = pd.DataFrame({"kl": range(rows)}).to_html()
+        outputs = [nbformat.v4.new_output("display_data", data={"text/html": html})]
+        if image:
+            outputs.append(nbformat.v4.new_output("display_data", data={"image/png": "iVBOR"}))
+        cell = nbformat.v4.new_code_cell("show()")
+        cell.outputs = outputs
+        return cell
+
+    assert compose.table_rows(pd.DataFrame({"a": range(39)}).to_html()) == 39
+    long, short, figure = cell_with(39), cell_with(8), cell_with(39, image=True)
+    assert compose.fold_long_tables(long) and "hide-output" in long.metadata["tags"]
+    assert not compose.fold_long_tables(short) and "tags" not in short.metadata
+    assert not compose.fold_long_tables(figure)
+
+
+def test_chapter_titles_come_from_the_notebooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KLTOOLS_ROOT", str(REPO))
+    assert scoreboard.chapter_title("floor").startswith("7. ")
+    assert ":" not in scoreboard.chapter_title("method")
+    assert scoreboard.chapter_title("unknown") == "unknown"
+
+
+def test_figure_check_wants_150_dpi_png_and_a_pdf(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "ch").mkdir()
+    Image.new("RGB", (10, 10)).save(tmp_path / "ch" / "sharp.png", dpi=(200, 200))
+    (tmp_path / "ch" / "sharp.pdf").write_bytes(b"%PDF")
+    Image.new("RGB", (10, 10)).save(tmp_path / "ch" / "blurry.png", dpi=(110, 110))
+    assert hygiene.figure_problems(tmp_path) == [
+        "figure ch/blurry.png: 110 dpi, below 150",
+        "figure ch/blurry.png: no PDF beside it",
+    ]
