@@ -366,6 +366,7 @@ def diffusion_exponents(
     min_start: float = 1000,
     step_dim: str = "step",
     lag_dim: str = "lag",
+    min_points: int | None = None,
 ) -> xr.Dataset:
     """Local diffusion exponents: least-squares fit of ``log D = c log Δ + b`` per start step.
 
@@ -379,6 +380,11 @@ def diffusion_exponents(
     min_start : float
         Only start steps ``>= min_start`` are fitted (paper: 1000).
     step_dim, lag_dim : str
+    min_points : int, optional
+        None: a window is fitted only when every distance in it is positive and finite.
+        An integer: a window that lies inside the grid (every ``Δ`` finite) is fitted on the
+        distances it has, if at least ``min_points`` (paper: a window that loses points to an
+        excluded checkpoint is fitted on the rest, at least 2).
 
     Returns
     -------
@@ -403,15 +409,21 @@ def diffusion_exponents(
     y_raw = D.values.astype(np.float64)
     x_raw = np.broadcast_to(delta, y_raw.shape)
     valid = (y_raw > 0) & (x_raw > 0) & np.isfinite(y_raw) & np.isfinite(x_raw)
-    complete = valid.all(axis=-1)
+    if min_points is None:
+        complete = valid.all(axis=-1)
+    else:
+        in_grid = (np.isfinite(x_raw) & (x_raw > 0)).all(axis=-1)
+        complete = in_grid & (valid.sum(axis=-1) >= max(int(min_points), 2))
+    w = valid.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        y = np.where(valid, np.log(np.where(valid, y_raw, 1.0)), np.nan)
-        x = np.where(valid, np.log(np.where(valid, x_raw, 1.0)), np.nan)
-        xm = x.mean(axis=-1, keepdims=True)
-        ym = y.mean(axis=-1, keepdims=True)
-        sxx = ((x - xm) ** 2).sum(axis=-1)
-        sxy = ((x - xm) * (y - ym)).sum(axis=-1)
-        syy = ((y - ym) ** 2).sum(axis=-1)
+        y = np.log(np.where(valid, y_raw, 1.0))
+        x = np.log(np.where(valid, x_raw, 1.0))
+        n = w.sum(axis=-1, keepdims=True)
+        xm = (w * x).sum(axis=-1, keepdims=True) / n
+        ym = (w * y).sum(axis=-1, keepdims=True) / n
+        sxx = (w * (x - xm) ** 2).sum(axis=-1)
+        sxy = (w * (x - xm) * (y - ym)).sum(axis=-1)
+        syy = (w * (y - ym) ** 2).sum(axis=-1)
         c = sxy / sxx
         b = ym[..., 0] - c * xm[..., 0]
         r2 = np.where(syy > 0, 1.0 - (syy - c * sxy) / syy, 1.0)

@@ -36,6 +36,7 @@ __all__ = [
     "kl_matrix",
     "map_coordinates",
     "mean_bytes_of",
+    "nats_to_bpb",
 ]
 
 #: name of the text dimension in every log-likelihood array
@@ -244,11 +245,19 @@ def _drop_empty_labels(out: xr.DataArray, dim: str, finite: np.ndarray) -> xr.Da
     return out.isel({dim: np.flatnonzero(keep), f"{dim}_": np.flatnonzero(keep)})
 
 
+def nats_to_bpb(kl_nats: Any, mean_bytes: Any) -> Any:
+    """KL in nats per text -> bits per byte: divide by ``B̄ ln 2`` (the book's one conversion).
+
+    Works on floats and numpy arrays (broadcasting ``mean_bytes``).
+    """
+    return kl_nats / (np.asarray(mean_bytes, dtype=np.float64) * math.log(2.0))
+
+
 def _scale(units: str, n_texts: int, mean_bytes: float | None) -> float:
     """Divisor turning ``||q_i - q_j||^2`` into KL in ``units``."""
     if units == "nats":
         return 2.0 * n_texts
-    return 2.0 * n_texts * float(mean_bytes) * math.log(2.0)
+    return 2.0 * n_texts / float(nats_to_bpb(1.0, mean_bytes))
 
 
 def _unit_attrs(units: str, n_texts: int, mean_bytes: float | None) -> dict[str, Any]:
@@ -344,7 +353,7 @@ def kl_between(
     if mean_bytes is None and not isinstance(a, xr.DataArray):
         raise KLToolsError("kl_between in bits/byte needs mean_bytes= (or units='nats')")
     mb = mean_bytes_of(a, mean_bytes) if mean_bytes is None else float(mean_bytes)
-    return v / (mb * math.log(2.0))
+    return float(nats_to_bpb(v, mb))
 
 
 def map_coordinates(
@@ -383,7 +392,7 @@ def map_coordinates(
             f"log-likelihoods of {_label(loglik, dim, i, {})} contain NaN/inf; drop that label"
         )
     mb = mean_bytes_of(loglik, mean_bytes)
-    Q = double_centre(L) / math.sqrt(2.0 * L.shape[1] * mb * math.log(2.0))
+    Q = double_centre(L) * math.sqrt(float(nats_to_bpb(1.0, mb)) / (2.0 * L.shape[1]))
     out = arr.copy(data=Q)
     out.name = "coords"
     out.attrs = {

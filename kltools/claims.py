@@ -1,0 +1,212 @@
+"""Every claim of the paper the book tests, each one function returning a :class:`Claim`.
+
+A verdict is one of ``holds``, ``not reproduced`` or ``not tested`` (the data to test the
+claim were not computed on this run: never reported as "not reproduced"). Each claim carries
+the numbers it was decided on and one sentence saying why. Orderings of distributions compare
+medians and ask their bootstrap intervals (on the shared resamples) to be separated: medians
+in the right order whose intervals overlap are "not reproduced", with that said in the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kltools.pairs import PairSet, summarise
+
+__all__ = [
+    "Claim",
+    "consecutive_falls",
+    "eight_below_four",
+    "estimate_matches_mc",
+    "ft_below_random",
+    "later_below_early",
+    "later_seed_size",
+    "loglik_below_weight_space",
+    "ordering",
+    "subdiffusive",
+]
+
+HOLDS, NOT_REPRODUCED, NOT_TESTED = "holds", "not reproduced", "not tested"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One tested claim: identifier, what the paper says, the verdict and why."""
+
+    claim: str
+    title: str
+    verdict: str
+    reason: str
+    ours: float | None = None
+    ours_lo: float | None = None
+    ours_hi: float | None = None
+    paper: float | None = None
+    paper_kind: str = ""
+    paper_source: str = ""
+    units: str = "bits/byte"
+
+    def record(self, chapter: str) -> dict[str, Any]:
+        """A :mod:`kltools.results` ``claims`` record."""
+        return {"chapter": chapter, **asdict(self)}
+
+
+def ordering(claim: str, title: str, sets: Mapping[str, PairSet]) -> Claim:
+    """Medians of ``sets`` (in the given order) increase, with separated 95 % intervals."""
+    names = list(sets)
+    empty = [n for n in names if not len(sets[n])]
+    if empty:
+        return Claim(claim, title, NOT_TESTED, f"no {', '.join(empty)} pairs on this run")
+    med = {n: summarise(sets[n]).iloc[0] for n in names}
+    text = " < ".join(
+        f"{n} {med[n]['median']:.3g} [{med[n]['median_lo']:.3g}, {med[n]['median_hi']:.3g}]"
+        for n in names
+    )
+    ordered = all(med[a]["median"] < med[b]["median"] for a, b in zip(names, names[1:]))
+    separated = all(med[a]["median_hi"] < med[b]["median_lo"] for a, b in zip(names, names[1:]))
+    if ordered and separated:
+        verdict, why = HOLDS, "medians in order, 95% intervals separated"
+    elif ordered:
+        verdict, why = NOT_REPRODUCED, "medians in order but 95% intervals overlap"
+    else:
+        verdict, why = NOT_REPRODUCED, "medians out of order"
+    first, last = med[names[0]], med[names[-1]]
+    return Claim(
+        claim,
+        title,
+        verdict,
+        f"{why}: medians {text} bits/byte",
+        ours=float(last["median"] / first["median"]) if first["median"] > 0 else None,
+        units=f"ratio of medians {names[-1]}/{names[0]}",
+    )
+
+
+def later_seed_size(later: PairSet, seed: PairSet, size: PairSet) -> Claim:
+    """Fig. 3 / Table 1: late consecutive checkpoints < seeds < sizes."""
+    return ordering(
+        "later<seed<size",
+        "late checkpoints < seeds < sizes (Fig. 3, Table 1)",
+        {"Later": later, "Seed": seed, "Size": size},
+    )
+
+
+def later_below_early(later: PairSet, early: PairSet) -> Claim:
+    """Fig. 3: late consecutive checkpoints are closer than early ones."""
+    return ordering(
+        "later<early",
+        "Later < Early consecutive checkpoints (Fig. 3)",
+        {"Later": later, "Early": early},
+    )
+
+
+def eight_below_four(eight: PairSet, four: PairSet) -> Claim:
+    """Fig. 3: 8-bit quantization perturbs a model less than 4-bit."""
+    return ordering(
+        "8-bit<4-bit", "8-bit perturbs less than 4-bit (Fig. 3)", {"8-bit": eight, "4-bit": four}
+    )
+
+
+def ft_below_random(ft: PairSet, random: PairSet) -> Claim:
+    """Table 2 / Fig. 3: fine-tuned children are closer to their parents than random pairs."""
+    return ordering(
+        "FT<Random",
+        "fine-tuning pairs closer than random pairs (Table 2, Fig. 3)",
+        {"FT": ft, "Random": random},
+    )
+
+
+def consecutive_falls(trend: pd.DataFrame) -> Claim:
+    """Fig. 4: after warm-up, consecutive-checkpoint KL falls (ρ < 0 and last < first, every size).
+
+    ``trend``: :func:`kltools.settings.pretraining.trend`.
+    """
+    title = "consecutive-checkpoint KL falls during training (Fig. 4)"
+    t = trend[trend.pairs > 2] if len(trend) else trend
+    if not len(t):
+        return Claim(
+            "consecutive falls", title, NOT_TESTED, "fewer than 3 post-warm-up pairs per size"
+        )
+    falls = (t.spearman < 0) & (t["last"] < t["first"])
+    text = "; ".join(
+        f"{r.model}: ρ {r.spearman:.2f}, {r.first:.3g} → {r.last:.3g}" for r in t.itertuples()
+    )
+    verdict = HOLDS if falls.all() else NOT_REPRODUCED
+    return Claim(
+        "consecutive falls",
+        title,
+        verdict,
+        f"falls for {int(falls.sum())} of {len(t)} sizes ({text})",
+        ours=float(t.spearman.median()),
+        units="median Spearman ρ(step, KL)",
+    )
+
+
+def _exponent_claim(
+    claim: str, title: str, table: pd.DataFrame, ours: str, bound: str | None
+) -> Claim:
+    """Median exponent per size below 1 (``bound`` None) or below the weight-space column."""
+    needed = [ours] + ([bound] if bound else [])
+    if not len(table) or any(c not in table or not np.isfinite(table[c]).any() for c in needed):
+        missing = "weight-space distances were not computed" if bound else "no exponent was fitted"
+        return Claim(claim, title, NOT_TESTED, missing)
+    limit = table[bound] if bound else 1.0
+    ok = table[ours] < limit
+    text = "; ".join(
+        f"{r['model']}: {r[ours]:.2f}" + (f" vs {r[bound]:.2f}" if bound else "")
+        for r in table.to_dict("records")
+    )
+    return Claim(
+        claim,
+        title,
+        HOLDS if ok.all() else NOT_REPRODUCED,
+        f"{int(ok.sum())} of {len(table)} sizes ({text})",
+        ours=float(table[ours].median()),
+        units="median exponent c_ℓ",
+    )
+
+
+def subdiffusive(summary: pd.DataFrame) -> Claim:
+    """Fig. 5: the local exponent in log-likelihood space is below 1 (median over starts, each size)."""
+    return _exponent_claim(
+        "c_l<1", "c in log-likelihood space is below 1 (Fig. 5)", summary, "c_l", None
+    )
+
+
+def loglik_below_weight_space(summary: pd.DataFrame) -> Claim:
+    """Fig. 5: c in log-likelihood space is below c in weight space, each size."""
+    return _exponent_claim("c_l<c_W", "c_ℓ below c in weight space (Fig. 5)", summary, "c_l", "c_W")
+
+
+def estimate_matches_mc(mc: pd.DataFrame) -> Claim:
+    """§2: for near models the estimate equals the (symmetrised) Monte-Carlo KL.
+
+    ``mc``: :func:`kltools.validation.estimate_vs_mc`; near pairs with verdict ``agree`` /
+    ``disagree`` / ``inconclusive`` (interval of the ratio wider than ±50 %).
+    """
+    title = "Var/2 ≈ KL for nearby models (§2, second-order expansion)"
+    near = mc[mc.kind == "near"] if len(mc) else mc
+    decided = near[near.verdict != "inconclusive"] if len(near) else near
+    if not len(decided):
+        return Claim(
+            "estimate≈KL (near)",
+            title,
+            NOT_TESTED,
+            "no near pair with a conclusive Monte-Carlo comparison",
+        )
+    agree = decided.verdict == "agree"
+    text = "; ".join(
+        f"{r.role}: ratio {r.ratio:.2f} ± {2 * r.ratio_se:.2f} ({r.verdict})"
+        for r in near.itertuples()
+    )
+    return Claim(
+        "estimate≈KL (near)",
+        title,
+        HOLDS if agree.all() else NOT_REPRODUCED,
+        f"{int(agree.sum())} of {len(decided)} conclusive near pairs agree within 2 s.e. ({text})",
+        ours=float(near.ratio.median()),
+        units="median ratio estimate / Monte Carlo",
+    )
