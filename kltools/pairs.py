@@ -43,6 +43,9 @@ __all__ = [
 #: the coverage of every bootstrap interval of the book
 CI = 0.95
 
+#: labels that are integers (stacking pair sets with other labels turns them into floats)
+_INTEGER_LABELS = frozenset({"step", "step_next", "layer_a", "layer_b", "depth", "bits", "n_texts"})
+
 
 @dataclass(frozen=True)
 class Resamples:
@@ -132,8 +135,13 @@ class PairSet:
         """Result records (:mod:`kltools.results` ``pairs``) of every pair."""
         out = []
         for row in self.frame.to_dict("records"):
-            rec = {"chapter": chapter, **row}
-            rec["kl_bpb"] = rec.pop("kl")
+            rec: dict[str, Any] = {"chapter": chapter}
+            for key, value in row.items():
+                if value is None or (isinstance(value, float) and np.isnan(value)):
+                    continue  # a label of another setting (after concat)
+                if key in _INTEGER_LABELS:
+                    value = int(value)
+                rec["kl_bpb" if key == "kl" else key] = value
             out.append(rec)
         return out
 

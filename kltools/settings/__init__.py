@@ -8,7 +8,7 @@ Seed, Size     :func:`seed`, :func:`size`                         :mod:`.pretrai
 8-bit, 4-bit   :func:`eight_bit`, :func:`four_bit`                :mod:`.quantization`
 FT, Intra-type, Random  :func:`ft`, :func:`intra_type`, :func:`random_pairs`  :mod:`.finetuning`
 Layer          :func:`layer`                                      :mod:`.layers`
-Floor          :func:`floor`                                      :mod:`.floor`
+Floor          :func:`floor`                                      :mod:`.numerics`
 =============  =================================================  ===========================
 
 Every function takes the chapter's :class:`~kltools.config.Settings`; the chapter of a setting
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kltools.settings.finetuning import ft, intra_type, random_pairs
-from kltools.settings.floor import floor
+from kltools.settings.numerics import floor
 from kltools.settings.layers import layer
 from kltools.settings.pretraining import early, later, seed, size
 from kltools.settings.quantization import eight_bit, four_bit
