@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kltools.settings.finetuning import ft, intra_type, random_pairs
-from kltools.settings.numerics import floor
 from kltools.settings.layers import layer
+from kltools.settings.numerics import floor
 from kltools.settings.pretraining import early, later, seed, size
 from kltools.settings.quantization import eight_bit, four_bit
 
