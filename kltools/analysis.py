@@ -2,7 +2,7 @@
 
 All inputs are xarray objects as produced by :mod:`kltools.store` and :mod:`kltools.kl`:
 log-likelihoods with a ``text`` dim and a ``text_bytes`` coordinate, KL matrices with dims
-``(..., dim, dim + "_")``. Arithmetic is float64. See paper-notes §3 for the settings.
+``(..., dim, dim + "_")``. Arithmetic is float64. The settings are defined in :mod:`kltools.settings`.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def pretraining_preprocess(
     after_step: float = 2000,
     step_dim: str = "step",
 ) -> tuple[xr.DataArray, dict[str, Any]]:
-    """The paper's cleaning of pretraining log-likelihoods (paper-notes §3).
+    """The paper's cleaning of pretraining log-likelihoods (paper §3.1).
 
     1. Clip every log-likelihood from below at the global ``clip_quantile`` quantile (over all
        models, steps and texts; NaN ignored).

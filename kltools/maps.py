@@ -167,3 +167,57 @@ def model_map(
     return project_2d(
         map_coordinates(loglik, dim=dim), dim, method, perplexity=s.tsne_perplexity, seed=s.seed
     )
+
+
+def travel_report(s: Settings) -> str:
+    """The seed runs' final distance set against the distance each run travelled (Markdown)."""
+    from kltools.settings.pretraining import seed
+
+    st = straightness(s)
+    seeds = seed(s).frame
+    start_end = float(st.kl_first_last.median())
+    seed_kl = float(seeds.kl.mean()) if len(seeds) else float("nan")
+    ratio = seed_kl / start_end
+    verdict = "close together" if ratio < 0.1 else "far apart"
+    return (
+        f"Straightness ranges from {st.straightness.min():.2f} to {st.straightness.max():.2f} "
+        f"(median {st.straightness.median():.2f}). At their last common step the seed runs are "
+        f"{seed_kl:.3f} bits/byte apart on average (the Seed setting), against a median of "
+        f"{start_end:.3f} bits/byte travelled from the first to the last checkpoint: the seeds "
+        f"end {verdict} relative to the distance travelled (ratio {ratio:.3f})."
+    )
+
+
+def trajectory_comparison(s: Settings, tsne: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 1's settings and claims beside ours (a short table)."""
+    from kltools.settings.pretraining import consecutive, group
+
+    st = straightness(s)
+    cons = consecutive(s, "all").frame.groupby("model").kl
+    runs = len(group(s, "all").models)
+    return pd.DataFrame(
+        [
+            (
+                "checkpoints on the map",
+                "5 sizes × 154 + 7 seeds × 154 (minus 1)",
+                f"{len(tsne)} ({runs} runs, preprocessed together)",
+            ),
+            (
+                "t-SNE settings",
+                "perplexity 30, PCA init, seed 42",
+                f"perplexity {tsne.attrs['perplexity']:g}, PCA init, seed {s.seed}",
+            ),
+            (
+                "trajectories spiral (winding paths)",
+                "yes (qualitative, Fig. 1)",
+                f"straightness median {st.straightness.median():.2f} (1 = straight)",
+            ),
+            (
+                "consecutive KL large early, small late (segment widths)",
+                "yes",
+                f"first/last consecutive KL, median over runs: {cons.first().median():.3g} / "
+                f"{cons.last().median():.3g} bits/byte",
+            ),
+        ],
+        columns=["claim or setting", "paper", "ours"],
+    )

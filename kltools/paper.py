@@ -23,6 +23,7 @@ __all__ = [
     "TABLE2",
     "TABLE3",
     "TEXT_SET",
+    "compare_rows",
     "comparison",
 ]
 
@@ -143,6 +144,32 @@ def comparison(summary: pd.DataFrame, statistic: str = "median") -> pd.DataFrame
                 "paper": num.value if num else None,
                 "paper's number is": f"{num.kind}: {num.what}" if num else "no number printed",
                 "source": num.source if num else "—",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def compare_rows(ours: pd.DataFrame, numbers: dict[str, Number]) -> pd.DataFrame:
+    """Our rows (``key``, ``quantity``, ``kl``, ``lo``, ``hi``, ``kind``) beside the paper's.
+
+    Each of ``numbers`` gets one row; a paper row with no counterpart here shows "—".
+    """
+    mine = ours.set_index("key") if len(ours) else ours
+    rows = []
+    for key, num in numbers.items():
+        have = key in mine.index if len(ours) else False
+        r = mine.loc[key] if have else None
+        rows.append(
+            {
+                "paper's row": key,
+                "paper": num.value,
+                "paper error": num.error,
+                "paper's number is": f"{num.kind} ({num.source})",
+                "ours": r["quantity"] if have else "—",
+                "ours [bits/byte]": float(r["kl"]) if have else float("nan"),
+                "ours 95% interval": f"[{r['lo']:.3g}, {r['hi']:.3g}]" if have else "—",
+                "ours is": r["kind"] if have else "—",
+                "ours / paper": float(r["kl"]) / num.value if have else float("nan"),
             }
         )
     return pd.DataFrame(rows)

@@ -333,3 +333,58 @@ def trend(s: Settings) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def describe(s: Settings) -> str:
+    """One Markdown sentence about the pretraining store: runs, checkpoints, texts, B̄, BOS."""
+    ds = pretraining_store(s)
+    ll = ds.loglik
+    runs = ", ".join(
+        f"`{m}` (size {z}, seed {k})"
+        for m, z, k in zip(ll.model.values, ds["size"].values, ds["seed"].values)
+    )
+    return (
+        f"The pretraining store holds **{ll.sizes['model']} runs × {ll.sizes['step']} checkpoints × "
+        f"{ll.sizes['text']} texts** (B̄ = {float(ll.text_bytes.mean()):.1f} bytes per text, BOS "
+        f"policy `{ds.attrs['bos_policy']}`); runs: {runs}."
+    )
+
+
+def preprocessing(s: Settings) -> pd.DataFrame:
+    """What the paper's preprocessing did to each group: clip value, texts dropped, B̄."""
+    rows = []
+    for name in GROUPS:
+        g = group(s, name)
+        info = g.info
+        rows.append(
+            {
+                "group": name,
+                "runs": len(g.models),
+                "clip value [nats]": info.get("clip_value", np.nan),
+                "values clipped": info.get("n_clipped", 0),
+                "texts dropped": len(info["dropped"]),
+                "texts kept": info["n_kept"],
+                "B̄ before": info.get("mean_bytes_before", float(g.loglik.text_bytes.mean())),
+                "B̄ after": info.get("mean_bytes_after", float(g.loglik.text_bytes.mean())),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def preprocessing_effect(s: Settings) -> tuple[PairSet, PairSet, str]:
+    """Consecutive KL of the main sizes without and with the paper's preprocessing.
+
+    Returns the raw pairs, the preprocessed pairs and one Markdown sentence on the change.
+    """
+    raw = consecutive(s.replace(preprocess=False), "sizes")
+    clean = consecutive(s.replace(preprocess=True), "sizes")
+    change = clean.frame.kl / raw.frame.kl - 1
+    info = group(s.replace(preprocess=True), "sizes").info
+    text = (
+        f"Main sizes: {info['n_clipped']} values clipped at {info['clip_value']:.1f} nats; "
+        f"{len(info['dropped'])} of {raw.frame.n_texts.iloc[0]} texts dropped. Consecutive KL changes "
+        f"by a median of {change.median():+.1%} (range {change.min():+.1%} to {change.max():+.1%}). "
+        f"The chapter continues with the **{'preprocessed' if s.preprocess else 'raw'}** values "
+        f"(`preprocess = {s.preprocess}`)."
+    )
+    return raw, clean, text
