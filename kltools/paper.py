@@ -25,6 +25,7 @@ __all__ = [
     "TEXT_SET",
     "compare_rows",
     "comparison",
+    "setting_values",
 ]
 
 
@@ -173,3 +174,8 @@ def compare_rows(ours: pd.DataFrame, numbers: dict[str, Number]) -> pd.DataFrame
             }
         )
     return pd.DataFrame(rows)
+
+
+def setting_values() -> dict[str, float]:
+    """setting -> the published number set beside it (settings without one left out)."""
+    return {k: v.value for k, v in FOR_SETTING.items() if v is not None}

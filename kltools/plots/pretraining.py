@@ -1,6 +1,6 @@
 """Figures of the pretraining chapters (paper Figs. 1, 4, 5 and the method's checks).
 
-Each function takes the tidy outputs of :mod:`kltools.experiments.pretraining` and returns a
+Each function takes the tidy outputs of :mod:`kltools.settings` and :mod:`kltools.maps` and returns a
 matplotlib ``Figure`` with labelled axes (units included), a legend and the book's
 colour-blind-safe palette (:mod:`kltools.plots`).
 """
@@ -20,7 +20,8 @@ from kltools.plots import KL_LABEL, colors_for, finish, ramp
 __all__ = [
     "plot_centring",
     "plot_consecutive",
-    "plot_diffusion",
+    "plot_diffusion_grid",
+    "plot_heldout_loss",
     "plot_early_later",
     "plot_estimate_vs_mc",
     "plot_exponents",
@@ -315,33 +316,6 @@ def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
 # ----------------------------------------------------------------------------- chapter 5
 
 
-def plot_diffusion(
-    D_l: xr.DataArray, D_w: xr.DataArray | None, model: str, starts: Sequence[int]
-) -> plt.Figure:
-    """D_ℓ and D_W against Δ from a few start steps, log–log, with a c = 1 guide."""
-    n = 2 if D_w is not None else 1
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4), squeeze=False)
-    colors = dict(zip(starts, ramp("C0", len(starts), light=0.6)))
-    panels = [(axes[0, 0], D_l, "D_ℓ = KL [bits/byte]", "log-likelihood space")]
-    if D_w is not None:
-        panels.append((axes[0, 1], D_w, "D_W = Σ(Δθ)² [weight units²]", "weight space"))
-    for ax, D, ylab, title in panels:
-        sub = D.sel(model=model)
-        for s in starts:
-            row = sub.sel(step=s)
-            x = np.asarray(row["delta"].values, dtype=float)
-            y = np.asarray(row.values, dtype=float)
-            ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
-            ax.loglog(x[ok], y[ok], "o-", color=colors[s], label=f"from step {s}")
-            if ok.any():
-                x0, y0 = x[ok][0], y[ok][0]
-                ax.loglog(x[ok], y0 * x[ok] / x0, color=colors[s], ls=":", lw=1)
-        ax.plot([], [], "k:", lw=1, label="c = 1 guide")
-        ax.legend(fontsize=8)
-        finish(ax, "Δ steps", ylab, f"{title}: {model}")
-    return fig
-
-
 def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, str]) -> plt.Figure:
     """Local exponents c against start step, per run, in both spaces; c = 1 marked."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -407,4 +381,32 @@ def plot_heldout_loss(loss: pd.DataFrame) -> plt.Figure:
             transform=ax.transAxes,
         )
     finish(ax, "step (log scale)", "held-out loss [nats/token]", "held-out loss")
+    return fig
+
+
+def plot_diffusion_grid(
+    D_l: xr.DataArray, D_w: xr.DataArray | None, starts: Sequence[int]
+) -> plt.Figure:
+    """:func:`plot_diffusion`'s panels for every run, one row per run."""
+    models = [str(m) for m in D_l["model"].values]
+    n = 2 if D_w is not None else 1
+    fig, axes = plt.subplots(len(models), n, figsize=(5.2 * n, 3.6 * len(models)), squeeze=False)
+    colors = dict(zip(starts, ramp("C0", len(starts), light=0.6)))
+    for row, m in zip(axes, models):
+        panels = [(row[0], D_l, "D_ℓ = KL [bits/byte]", "log-likelihood space")]
+        if D_w is not None and m in D_w["model"].values:
+            panels.append((row[1], D_w, "D_W = Σ(Δθ)² [weight units²]", "weight space"))
+        for ax, D, ylab, title in panels:
+            for s in starts:
+                sel = D.sel(model=m, step=s)
+                x = np.asarray(sel["delta"].values, dtype=float)
+                y = np.asarray(sel.values, dtype=float)
+                ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
+                ax.loglog(x[ok], y[ok], "o-", color=colors[s], label=f"from step {s}")
+                if ok.any():
+                    ax.loglog(x[ok], y[ok][0] * x[ok] / x[ok][0], color=colors[s], ls=":", lw=1)
+            ax.plot([], [], "k:", lw=1, label="c = 1 guide")
+            ax.legend(fontsize=7)
+            finish(ax, "Δ steps", ylab, f"{title}: {m}")
+    fig.tight_layout()
     return fig

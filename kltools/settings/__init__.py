@@ -42,6 +42,7 @@ __all__ = [
     "later",
     "layer",
     "random_pairs",
+    "report",
     "scale",
     "seed",
     "size",
@@ -90,3 +91,20 @@ def scale(s: Settings) -> PairSet:
     from kltools.pairs import concat
 
     return concat([_FUNCTIONS[name](s) for name in ORDER])
+
+
+def report(pairs: PairSet) -> str:
+    """The scale in a few numbers: pairs, settings, smallest and largest median (Markdown)."""
+    import math
+
+    from kltools.pairs import summarise
+
+    med = summarise(pairs).set_index("setting")["median"]
+    low, high = med.idxmin(), med.idxmax()
+    span = math.log10(med[high] / max(med[low], 1e-12))
+    return (
+        f"- {len(pairs)} pairs in {len(med)} settings, all on the same "
+        f"{int(pairs.frame.n_texts.max())} texts (pretraining settings: the texts their group keeps).\n"
+        f"- Smallest median: {low} ({med[low]:.3g} bits/byte); largest: {high} ({med[high]:.3g} "
+        f"bits/byte): the scale spans {span:.1f} decades."
+    )

@@ -29,6 +29,7 @@ from kltools.settings.pretraining import grid_interval, group
 __all__ = [
     "exponents",
     "first_even_step",
+    "fits",
     "hub_weight_distances",
     "loglik_distances",
     "on_grid",
@@ -99,6 +100,7 @@ def loglik_distances(s: Settings) -> xr.DataArray:
     return _stack(tables, grid, s.window, "D_l")
 
 
+@functools.lru_cache(maxsize=4)
 def weight_distances(s: Settings) -> xr.DataArray | None:
     """``D_W`` of the weight models (default: every main size) on the same grid, or None.
 
@@ -238,15 +240,20 @@ def exponents(s: Settings, D: xr.DataArray) -> xr.Dataset:
     return fit.assign(c=filled, interpolated=(("model", "step"), marked))
 
 
+@functools.lru_cache(maxsize=4)
+def fits(s: Settings) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """:func:`exponents` in log-likelihood space and (None without ``D_W``) weight space."""
+    D_w = weight_distances(s)
+    return exponents(s, loglik_distances(s)), (exponents(s, D_w) if D_w is not None else None)
+
+
 def summary(s: Settings) -> pd.DataFrame:
     """Per size: median exponent and R² in both spaces over the fitted start steps.
 
     Columns ``model``, ``n_starts``, ``c_l``, ``r2_l`` and, with weight distances, ``c_W``,
     ``r2_W``. Interpolated starts are left out of the medians.
     """
-    c_l = exponents(s, loglik_distances(s))
-    D_w = weight_distances(s)
-    c_w = exponents(s, D_w) if D_w is not None else None
+    c_l, c_w = fits(s)
     rows = []
     for m in c_l["model"].values:
         row: dict[str, Any] = {"model": str(m)}

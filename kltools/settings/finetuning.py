@@ -23,7 +23,16 @@ from kltools.config import Settings
 from kltools.pairs import PairSet, build_pairs
 from kltools.settings.stores import finetuning_store, resamples, text_positions
 
-__all__ = ["draw_pairs", "finetuning", "ft", "intra_type", "random_pairs"]
+__all__ = [
+    "draw_pairs",
+    "finetuning",
+    "ft",
+    "intra_type",
+    "lineage_map",
+    "random_pairs",
+    "report",
+    "table2",
+]
 
 
 def draw_pairs(lineages: pd.DataFrame, seed: int) -> list[tuple[str, str, str, str]]:
@@ -88,3 +97,79 @@ def intra_type(s: Settings) -> PairSet:
 def random_pairs(s: Settings) -> PairSet:
     """The paper's Random distribution: random pairs among all lineage models."""
     return finetuning(s).setting("Random")
+
+
+def table2(s: Settings) -> pd.DataFrame:
+    """Median / mean / sd per type and pair set, beside v1 Table 2's rows where they exist.
+
+    Our per-type rows: FT and Intra-type for each type; the ``all`` rows: every FT pair and the
+    Random pairs. The paper's per-type "random" rows are set beside our Intra-type rows (most
+    likely the same distribution, our reading of the paper: column ``match``).
+    """
+    from kltools import paper
+
+    pairs = finetuning(s)
+    per_type = pairs.setting("FT", "Intra-type")
+    every = pairs.setting("FT", "Random").frame.assign(type="all")
+    rows = []
+    for (typ, setting), g in pd.concat([per_type.frame, every]).groupby(
+        ["type", "setting"], sort=False
+    ):
+        paper_pair = "fine-tuning" if setting == "FT" else "random"
+        num = {k[2]: v for k, v in paper.TABLE2.items() if k[:2] == (typ, paper_pair)}
+        rows.append(
+            {
+                "type": typ,
+                "pairs": setting,
+                "n": len(g),
+                "median": g.kl.median(),
+                "mean": g.kl.mean(),
+                "sd": g.kl.std(ddof=1) if len(g) > 1 else float("nan"),
+                "paper median": num["median"].value if num else float("nan"),
+                "paper mean": num["mean"].value if num else float("nan"),
+                "paper sd": num["sd"].value if num else float("nan"),
+                "match": (
+                    f"v1 Table 2 {typ} {paper_pair}"
+                    + (" (read as Intra-type)" if setting == "Intra-type" else "")
+                )
+                if num
+                else "no row in the paper",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def lineage_map(s: Settings, method: str = "pca") -> pd.DataFrame:
+    """Fig. 2b: every lineage model on a map (PCA or t-SNE) with parent, type, generation, label."""
+    from kltools.maps import model_map
+    from kltools.sources import lineages
+
+    table, _ = lineages(s)
+    pts = model_map(finetuning_store(s).loglik, s, dim="model", method=method)
+    pts = pts.merge(
+        table[["model", "parent", "type", "generation", "method", "domain"]], on="model"
+    )
+    pts["label"] = [
+        m.split("/")[-1] if g == 0 else f"{d}/{me}" if d else m.split("/")[-1]
+        for m, g, d, me in zip(pts.model, pts.generation, pts.domain, pts.method)
+    ]
+    return pts
+
+
+def report(s: Settings) -> str:
+    """FT medians by fine-tuning method and the largest FT pair (Markdown)."""
+    from kltools.sources import lineages
+
+    table, source = lineages(s)
+    ft_pairs = ft(s).frame
+    method = ft_pairs.model_b.map(dict(zip(table.model, table.method)))
+    by_method = ft_pairs.groupby(method).kl.median()
+    top = ft_pairs.loc[ft_pairs.kl.idxmax()]
+    return (
+        f"Lineages from **{source}**: {len(table)} models, {int(table.parent.notna().sum())} "
+        f"parent→child edges, types {', '.join(map(str, table.type.unique()))}.\n\n"
+        "- FT median by method: "
+        + ", ".join(f"{k} {v:.3g}" for k, v in by_method.items())
+        + " bits/byte.\n"
+        f"- Largest FT pair: `{top.b}` at {top.kl:.3g} bits/byte."
+    )

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import functools
 
+import pandas as pd
+
 from kltools.config import Settings
 from kltools.pairs import PairSet, build_pairs
 from kltools.settings.stores import floor_store, resamples, text_positions
 
-__all__ = ["FLOOR_PAIRS", "bos_policy", "floor"]
+__all__ = ["FLOOR_PAIRS", "bos_policy", "floor", "floor_and_bos", "report", "settings_table"]
 
 #: pairs of floor settings compared, with a readable label
 FLOOR_PAIRS: tuple[tuple[str, str, str], ...] = (
@@ -84,3 +86,73 @@ def bos_policy(s: Settings) -> PairSet:
         for m in specs
     ]
     return build_pairs(rows, a["text_bytes"].values, text_positions(s, a), resamples(s))
+
+
+def settings_table(s: Settings) -> pd.DataFrame:
+    """The extraction settings compared: dtype and batch size of each."""
+    from kltools.settings.stores import FLOOR_SETTINGS
+
+    return pd.DataFrame(
+        [
+            {
+                "setting": name,
+                "dtype": FLOOR_SETTINGS[name][0],
+                "batch size": FLOOR_SETTINGS[name][1] or f"run's ({s.batch_size or 'auto'})",
+            }
+            for name in s.floor_settings
+        ]
+    )
+
+
+def floor_and_bos(s: Settings) -> PairSet:
+    """The Floor pairs, and the BOS-policy pairs when ``s.compare_bos``."""
+    from kltools.pairs import concat
+
+    return concat([floor(s), bos_policy(s)] if s.compare_bos else [floor(s)])
+
+
+def report(s: Settings, pairs: PairSet, quantized: PairSet) -> str:
+    """What the floor says about the quantization KLs (Markdown; every number computed)."""
+    from kltools.settings.stores import quantization_store
+
+    f = pairs.frame
+    fl = f[f.setting == "Floor"]
+    top = float(fl.hi.max())
+    q = quantized.frame
+    above = q[q.lo > top]
+    dt = fl[fl.comparison.str.startswith("dtype fp32 vs bf16")]
+    exact = f[f.kl == 0]
+    full = quantization_store(s).loglik.sel(variant="full")
+    fp32 = floor_store(s).loglik.sel(setting="fp32")
+    shared = [m for m in fp32.model.values if m in full.model.values]
+    same = (
+        float(abs(full.sel(model=shared) - fp32.sel(model=shared)).max())
+        if shared
+        else float("nan")
+    )
+    lines = [
+        f"- Largest numerical floor (upper end of its 95 % interval): **{top:.3g} bits/byte** "
+        f"({fl.loc[fl.hi.idxmax(), 'comparison']}, model {fl.loc[fl.hi.idxmax(), 'model']}).",
+        f"- fp32 vs bf16: median {dt.kl.median():.3g} bits/byte over {len(dt)} models.",
+        f"- **{len(above)} of {len(q)}** quantization KLs stand above the floor (their interval lies "
+        f"entirely above {top:.3g}): "
+        + (", ".join(f"{r.model}/{r.variant}" for r in above.itertuples()) or "none")
+        + ".",
+        f"- Largest difference between the fp32 vectors of the quantization and floor stores: "
+        f"{same:.3g} nats/text (0 = the same pipeline).",
+    ]
+    if len(exact):
+        lines.append(
+            f"- **{len(exact)} comparisons give exactly 0** (bit-identical extractions on "
+            "this device): "
+            + ", ".join(f"{r.model}: {r.comparison}" for r in exact.itertuples())
+            + "."
+        )
+    bos = f[f.setting == "BOS policy"]
+    if len(bos):
+        lines.append(
+            f"- BOS policy {s.bos} vs the other (raw vectors, different scored tokens): median "
+            f"{bos.kl.median():.3g} bits/byte — a change of convention, not noise: never mix "
+            "policies in one analysis."
+        )
+    return "\n".join(lines)

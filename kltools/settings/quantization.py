@@ -162,3 +162,48 @@ def verification(s: Settings) -> Any:
             for r in cat[cat.usable].itertuples()
         ]
     )
+
+
+def catalogue_report(s: Settings) -> str:
+    """Which copies run here and which are left out, and why (Markdown)."""
+    from kltools.sources import quant_catalogue
+
+    cat = quant_catalogue(s)
+    skipped = cat[~cat.usable]
+    used = cat[cat.usable]
+    labels = ", ".join(f"{v} → {scheme_label(v)}" for v in dict.fromkeys(used.variant))
+    text = (
+        f"**{len(used)} copies** of {used.model.nunique()} models are compared; settings: {labels}."
+    )
+    if len(skipped):
+        text += f" **{len(skipped)} copies cannot run here and are left out:** " + "; ".join(
+            f"`{r.spec}` ({r.note})" for r in skipped.itertuples()
+        )
+    return text
+
+
+def verification_report(checks: Any) -> str:
+    """One sentence if every copy is quantized; raises otherwise (never a silent fp32 copy)."""
+    from kltools.errors import KLToolsError
+
+    if not checks.ok.all():
+        raise KLToolsError(f"not quantized: {', '.join(checks[~checks.ok].spec)}")
+    return f"All **{len(checks)}** copies verified quantized."
+
+
+def per_model_report(pairs: PairSet) -> str:
+    """Within each model and family: is every 8-bit copy closer than every 4-bit one? (Markdown)"""
+    f = pairs.frame
+    cases = [
+        bool(g[g.bits == 8].kl.max() < g[g.bits == 4].kl.min())
+        for _, g in f.groupby(["model", "family"])
+        if (g.bits == 8).any() and (g.bits == 4).any()
+    ]
+    top = f.loc[f.kl.idxmax()]
+    return (
+        f"- Within a model and family, every 8-bit copy is closer than every 4-bit copy in "
+        f"**{sum(cases)} of {len(cases)}** cases (all schemes, not only the paper's two).\n"
+        f"- Largest KL: `{top.variant}` of `{top.model}` at {top.kl:.3g} bits/byte; smallest: "
+        f"{f.kl.min():.3g} bits/byte.\n"
+        "- Whether these stand above the numerical floor is the subject of the next chapter."
+    )

@@ -25,6 +25,7 @@ from kltools.pairs import Resamples
 
 __all__ = [
     "analysis_texts",
+    "describe_texts",
     "finetuning_store",
     "floor_store",
     "layer_stores",
@@ -284,3 +285,9 @@ def layer_stores(s: Settings) -> tuple[xr.Dataset, ...]:
         _extract(s, units, store_path(s, f"layers_L{depth}"), layers="all")
         for depth, units in sorted(by_depth.items())
     )
+
+
+def describe_texts(s: Settings) -> str:
+    """One Markdown sentence: the text set every chapter of the profile scores."""
+    ts = analysis_texts(s)
+    return f"Text set `{ts.name}`: **{len(ts.texts)} texts**, B̄ = {ts.mean_bytes:.1f} bytes/text."
