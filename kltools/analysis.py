@@ -1,4 +1,4 @@
-"""Analyses the chapters call: consecutive KL, pair sets, pretraining preprocessing, diffusion.
+"""Analyses on stores: consecutive KL, pretraining preprocessing, diffusion exponents.
 
 All inputs are xarray objects as produced by :mod:`kltools.store` and :mod:`kltools.kl`:
 log-likelihoods with a ``text`` dim and a ``text_bytes`` coordinate, KL matrices with dims
@@ -7,25 +7,18 @@ log-likelihoods with a ``text`` dim and a ``text_bytes`` coordinate, KL matrices
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from kltools.errors import KLToolsError
-from kltools.kl import TEXT_DIM, UNITS, mean_bytes_of
+from kltools.kl import TEXT_DIM, UNITS, mean_bytes_of, nats_to_bpb
 
 __all__ = [
-    "all_pairs",
     "consecutive_kl",
     "diffusion_exponents",
-    "early_later",
     "lag_distances",
-    "pair_values",
     "pretraining_preprocess",
 ]
 
@@ -47,10 +40,11 @@ def consecutive_kl(
     *,
     units: str = "bpb",
     mean_bytes: float | None = None,
-    n_boot: int = 0,
-    seed: int = 0,
 ) -> xr.DataArray:
     """KL between consecutive labels along ``dim``: ``Var(l_{t+1} - l_t) / 2``.
+
+    Intervals: build the pairs with :mod:`kltools.settings` (the book's one bootstrap engine,
+    :func:`kltools.pairs.build_pairs`).
 
     Parameters
     ----------
@@ -62,11 +56,6 @@ def consecutive_kl(
     units : {"bpb", "nats"}
     mean_bytes : float, optional
         B̄; default the mean of ``text_bytes``.
-    n_boot : int
-        If positive, bootstrap over texts (``n_boot`` replicates, B̄ recomputed per replicate)
-        and attach the standard error as coordinate ``se``.
-    seed : int
-        Seed of the bootstrap.
 
     Returns
     -------
@@ -85,25 +74,12 @@ def consecutive_kl(
     arr = loglik.transpose(*others, dim, TEXT_DIM)
     L = arr.values.astype(np.float64)
     d = L[..., 1:, :] - L[..., :-1, :]
-    scale = 2.0 * (mean_bytes_of(loglik, mean_bytes) * math.log(2.0) if units == "bpb" else 1.0)
-    kl = d.var(axis=-1) / scale
+    kl = d.var(axis=-1) / 2.0
+    if units == "bpb":
+        kl = nats_to_bpb(kl, mean_bytes_of(loglik, mean_bytes))
     out = arr.isel({dim: slice(0, -1), TEXT_DIM: 0}, drop=True).copy(data=kl)
     out = out.drop_vars([c for c in out.coords if TEXT_DIM in loglik[c].dims], errors="ignore")
     out = out.assign_coords({f"{dim}_next": (dim, loglik[dim].values[1:])})
-    if n_boot:
-        if n_boot < 2:
-            raise KLToolsError(f"n_boot must be 0 or >= 2, not {n_boot}")
-        rng = np.random.default_rng(seed)
-        n = d.shape[-1]
-        nb = None
-        if units == "bpb" and mean_bytes is None:
-            nb = np.asarray(loglik.coords["text_bytes"].values, dtype=np.float64)
-        reps = np.empty((n_boot, *kl.shape))
-        for r in range(n_boot):
-            idx = rng.integers(0, n, size=n)
-            s = scale if nb is None else 2.0 * nb[idx].mean() * math.log(2.0)
-            reps[r] = d[..., idx].var(axis=-1) / s
-        out = out.assign_coords(se=(out.dims, reps.std(axis=0, ddof=1)))
     out.name = "kl"
     out.attrs = {
         **loglik.attrs,
@@ -111,113 +87,6 @@ def consecutive_kl(
         "long_name": f"KL between consecutive {dim}",
     }
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# pair sets
-
-
-def all_pairs(labels: Iterable[Hashable]) -> list[tuple[Hashable, Hashable]]:
-    """All unordered pairs ``(a, b)`` of distinct labels, in input order (``a`` before ``b``)."""
-    labels = list(labels)
-    if len(set(labels)) != len(labels):
-        raise KLToolsError("all_pairs: labels must be unique")
-    return list(itertools.combinations(labels, 2))
-
-
-def pair_values(
-    kl: xr.DataArray, pairs: Sequence[tuple[Hashable, Hashable]], dim: str = "model"
-) -> xr.DataArray:
-    """KL values of the given pairs, along a new ``pair`` dim.
-
-    Parameters
-    ----------
-    kl : xarray.DataArray
-        A KL matrix with dims ``dim`` and ``dim + "_"`` (plus any others, kept).
-    pairs : sequence of (label, label)
-    dim : str
-
-    Returns
-    -------
-    xarray.DataArray
-        Dims ``(pair, *others)`` with coordinates ``dim`` (first label) and ``dim + "_"``.
-    """
-    _require_dim(kl, dim, "pair_values")
-    _require_dim(kl, f"{dim}_", "pair_values")
-    if not pairs:
-        raise KLToolsError("pair_values: no pairs given")
-    a = [p[0] for p in pairs]
-    b = [p[1] for p in pairs]
-    known = set(kl[dim].values.tolist())
-    missing = [x for x in a + b if x not in known]
-    if missing:
-        raise KLToolsError(f"pair_values: label {missing[0]!r} is not on {dim!r}")
-    out = kl.sel({dim: xr.DataArray(a, dims="pair"), f"{dim}_": xr.DataArray(b, dims="pair")})
-    return out.transpose("pair", ...)
-
-
-def early_later(
-    consecutive: xr.DataArray,
-    *,
-    after_step: float = 2000,
-    k: int = 50,
-    dim: str = "step",
-) -> pd.DataFrame:
-    """The paper's Early and Later sets of consecutive-checkpoint KLs.
-
-    For each slice of the other dims (e.g. each model size), the consecutive KLs whose start
-    label is at least ``after_step`` are taken in order (NaN dropped); the first ``k`` form
-    "Early" and the last ``k`` "Later"; both are pooled over slices. With fewer than ``2k``
-    pairs in a slice, the two sets overlap.
-
-    Parameters
-    ----------
-    consecutive : xarray.DataArray
-        Output of :func:`consecutive_kl` (dims ``(*others, dim)``).
-    after_step : float
-        Warm-up end (paper: 2000).
-    k : int
-        Pairs per set and slice (paper: 50).
-    dim : str
-
-    Returns
-    -------
-    pandas.DataFrame
-        Long format: ``group`` ("Early"/"Later"), one column per other dim, ``dim``,
-        ``dim + "_next"`` (if present) and ``kl``.
-    """
-    _require_dim(consecutive, dim, "early_later")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise KLToolsError(f"early_later: k must be a positive integer, not {k!r}")
-    others = [d for d in consecutive.dims if d != dim]
-    if consecutive.ndim != len(others) + 1:
-        raise KLToolsError("early_later: unexpected dims")
-    rows: list[dict[str, Any]] = []
-    slices = itertools.product(*(range(consecutive.sizes[o]) for o in others))
-    nxt = f"{dim}_next"
-    for pos in slices:
-        sl = consecutive.isel(dict(zip(others, pos))) if others else consecutive
-        steps = np.asarray(sl[dim].values)
-        keep = (steps >= after_step) & np.isfinite(sl.values)
-        sl = sl.isel({dim: np.flatnonzero(keep)})
-        if sl.sizes[dim] < k:
-            label = ", ".join(f"{o}={sl[o].item()!r}" for o in others)
-            raise KLToolsError(
-                f"early_later: only {sl.sizes[dim]} consecutive pairs after step {after_step} "
-                f"({label}), fewer than k={k}; lower k or after_step"
-            )
-        base = {o: sl[o].item() for o in others}
-        for group, part in (
-            ("Early", sl.isel({dim: slice(0, k)})),
-            ("Later", sl.isel({dim: slice(-k, None)})),
-        ):
-            for i in range(part.sizes[dim]):
-                row = {"group": group, **base, dim: part[dim].values[i].item()}
-                if nxt in part.coords:
-                    row[nxt] = part[nxt].values[i].item()
-                row["kl"] = float(part.values[i])
-                rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,8 +57,10 @@ def test_both_spaces_go_through_the_same_grid() -> None:
     """A weight table over the available steps only (lag = k-th *available* checkpoint) lands
     on the same grid cells as a log-likelihood table with the missing checkpoint NaN."""
     w, delta = D.on_grid(_power_law(1.0, 32), GRID, 3)
-    l, delta_l = D.on_grid({k: v for k, v in _power_law(1.0, None).items() if 32 not in k}, GRID, 3)
-    np.testing.assert_array_equal(np.isnan(w), np.isnan(l))
+    ll, delta_l = D.on_grid(
+        {k: v for k, v in _power_law(1.0, None).items() if 32 not in k}, GRID, 3
+    )
+    np.testing.assert_array_equal(np.isnan(w), np.isnan(ll))
     np.testing.assert_array_equal(delta, delta_l)
     i24 = GRID.index(24)
     assert np.isnan(w[i24, 0]) and w[i24, 1] == pytest.approx(16.0)  # 24 → 40 is two grid steps

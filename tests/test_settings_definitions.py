@@ -89,19 +89,11 @@ class _Texts:
 def constructed(monkeypatch: pytest.MonkeyPatch):
     """Point the store functions at constructed data; clear the per-settings caches."""
     ds = _pretraining_dataset()
-    for mod in (pretraining, stores, quantization, layers, finetuning):
-        for name in dir(mod):
-            fn = getattr(mod, name)
-            if hasattr(fn, "cache_clear"):
-                fn.cache_clear()
+    S.clear_caches()
     monkeypatch.setattr(stores, "analysis_texts", lambda s: _Texts())
     monkeypatch.setattr(pretraining, "pretraining_store", lambda s: ds)
     yield ds
-    for mod in (pretraining, stores, quantization, layers, finetuning):
-        for name in dir(mod):
-            fn = getattr(mod, name)
-            if hasattr(fn, "cache_clear"):
-                fn.cache_clear()
+    S.clear_caches()
 
 
 S_PRE = Settings(profile="smoke", n_texts=N, n_boot=10, after_step=8, early_later_k=2)
@@ -166,13 +158,12 @@ def test_layer_takes_every_adjacent_index_from_zero(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(stores, "analysis_texts", lambda s: _Texts())
     monkeypatch.setattr(layers, "layer_stores", lambda s: (ds,))
     monkeypatch.setattr("kltools.sources.layer_models", lambda s: {"x": "x@step1", "y": "y@step1"})
-    layers.layer.cache_clear()
-    stores.resamples.cache_clear()
+    S.clear_caches()
     got = S.layer(S_PRE).frame
     want = [half_var_bpb(ll[m, k], ll[m, k + 1], BYTES) for m in range(2) for k in range(2)]
     assert list(zip(got.layer_a, got.layer_b)) == [(0, 1), (1, 2), (0, 1), (1, 2)]
     np.testing.assert_allclose(got.kl, want, rtol=1e-9)
-    layers.layer.cache_clear()
+    S.clear_caches()
 
 
 def test_eight_and_four_bit_are_one_scheme_each(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,15 +207,14 @@ def test_eight_and_four_bit_are_one_scheme_each(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(stores, "analysis_texts", lambda s: _Texts())
     monkeypatch.setattr(quantization, "quantization_store", lambda s: ds)
     monkeypatch.setattr("kltools.sources.quant_catalogue", lambda s: cat)
-    quantization.quantization.cache_clear()
-    stores.resamples.cache_clear()
+    S.clear_caches()
     eight, four = S.eight_bit(S_PRE).frame, S.four_bit(S_PRE).frame
     assert list(eight.b) == ["q-bnb-int8"] and list(four.b) == ["q-bnb-fp4"]
     assert eight.kl.iloc[0] == pytest.approx(half_var_bpb(ll[0, 0], ll[0, 1], BYTES), rel=1e-9)
     assert four.kl.iloc[0] == pytest.approx(half_var_bpb(ll[0, 0], ll[0, 2], BYTES), rel=1e-9)
     labels = set(quantization.quantization(S_PRE).frame.setting)
     assert labels == {"8-bit", "4-bit", "4-bit NF4 (bnb)", "4-bit RTN g32", "8-bit RTN per channel"}
-    quantization.quantization.cache_clear()
+    S.clear_caches()
 
 
 def _paper_draws(lin: pd.DataFrame, seed: int) -> list[tuple[str, str, str]]:

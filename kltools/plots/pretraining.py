@@ -408,5 +408,4 @@ def plot_diffusion_grid(
             ax.plot([], [], "k:", lw=1, label="c = 1 guide")
             ax.legend(fontsize=7)
             finish(ax, "Δ steps", ylab, f"{title}: {m}")
-    fig.tight_layout()
     return fig

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUPS",
+    "clear_caches",
     "ORDER",
     "early",
     "eight_bit",
@@ -108,3 +109,14 @@ def report(pairs: PairSet) -> str:
         f"- Smallest median: {low} ({med[low]:.3g} bits/byte); largest: {high} ({med[high]:.3g} "
         f"bits/byte): the scale spans {span:.1f} decades."
     )
+
+
+def clear_caches() -> None:
+    """Forget every cached store, group and pair set (after the stores changed on disk)."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("kltools.settings") or name in ("kltools.validation",):
+            for value in vars(module).values():
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()

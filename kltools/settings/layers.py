@@ -17,7 +17,7 @@ from kltools.config import Settings
 from kltools.pairs import PairSet, build_pairs, concat
 from kltools.settings.stores import layer_stores, resamples, text_positions
 
-__all__ = ["by_index", "layer", "layer_map", "report", "to_output"]
+__all__ = ["by_index", "describe", "layer", "layer_map", "report", "to_output"]
 
 
 def _lens_pairs(s: Settings, setting: str, pick) -> PairSet:
@@ -123,3 +123,10 @@ def layer_map(s: Settings, method: str = "pca") -> pd.DataFrame:
     from kltools.maps import layer_points, model_map
 
     return model_map(layer_points(layer_stores(s)), s, dim="point", method=method)
+
+
+def describe(s: Settings) -> str:
+    """The layer models (Markdown)."""
+    from kltools.sources import layer_models
+
+    return "Models: " + ", ".join(f"`{spec}`" for spec in layer_models(s).values())

@@ -388,3 +388,12 @@ def preprocessing_effect(s: Settings) -> tuple[PairSet, PairSet, str]:
         f"(`preprocess = {s.preprocess}`)."
     )
     return raw, clean, text
+
+
+def table1_comparison(s: Settings, prefix: str = "") -> pd.DataFrame:
+    """:func:`table1` beside the paper's Table 1 (rows whose key starts with ``prefix``)."""
+    from kltools import paper
+
+    table = table1(s)
+    numbers = {k: v for k, v in paper.TABLE1.items() if k.startswith(prefix)}
+    return paper.compare_rows(table[table.key.str.startswith(prefix)], numbers)

@@ -151,10 +151,17 @@ def verify_quantized(
 
 def verification(s: Settings) -> Any:
     """:func:`verify_quantized` of every usable copy of the catalogue (a table)."""
+    import logging
+
     import pandas as pd
+    from transformers.utils import logging as hf_logging
 
     from kltools.sources import quant_catalogue
 
+    hf_logging.disable_progress_bar()  # pages show results, not progress bars or kernel notes
+    for name in ("bitsandbytes", "transformers", "kernels"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    hf_logging.set_verbosity_error()
     cat = quant_catalogue(s)
     return pd.DataFrame(
         [
