@@ -50,7 +50,7 @@ def _suite_rows(s: Settings) -> list[Deviation]:
     interval = p.checkpoint_every
     n_pairs = sum(1 for a, b in zip(steps, steps[1:]) if b - a == interval and a >= s.after_step)
     small = f"on 2 CPU cores the {s.profile} suite trains in minutes"
-    sizes = ", ".join(f"{z.name} ({z.n_layers} layers, width {z.d_model})" for z in p.sizes)
+    sizes = ", ".join(f"{z.name} ({z.n_layers} blocks, width {z.d_model})" for z in p.sizes)
     return [
         Deviation(
             "models",
@@ -100,7 +100,8 @@ def _suite_rows(s: Settings) -> list[Deviation]:
             "quantized models",
             "up to 50 popular hub models; bnb int8 and fp4 (float16 compute)",
             f"{', '.join(p.quant_bases)} with {', '.join(p.quant_schemes)}, stored "
-            "pre-quantized; other schemes each under their own label",
+            "pre-quantized, 4-bit compute dtype float32 (CPU); other schemes each under their "
+            "own label",
             "the suite's models; 4-bit bitsandbytes on CPU needs widths divisible by 64",
             ("quantization", "floor", "scale"),
         ),
@@ -206,9 +207,10 @@ def page(profiles: tuple[str, ...] = ("tiny", "smoke", "pythia")) -> str:
     ]
     for name in profiles:
         doc = yaml.safe_load((project_root() / "params" / f"{name}.yaml").read_text())
-        s = Settings.from_parameters(
-            {**doc.get("common", {}), **doc.get("chapters", {}).get("scale", {})}
-        )
+        merged = dict(doc.get("common", {}))
+        for chapter in doc.get("chapters", {}).values():
+            merged.update(chapter or {})
+        s = Settings.from_parameters(merged)
         out += [
             f"## Profile `{name}`",
             "",

@@ -79,3 +79,11 @@ def test_deviations_are_computed_from_the_profile() -> None:
     pythia = Settings(profile="pythia", textset="pile", n_texts=10000)
     assert [d.topic for d in deviations(pythia)] == ["numerical floor"]
     assert "## Profile `pythia`" in page()
+
+
+def test_the_deviations_page_is_generated_from_the_code() -> None:
+    """book/deviations.md is kltools.deviations.page() (regenerate it when a profile changes)."""
+    from kltools.deviations import page
+    from kltools.paths import project_root
+
+    assert (project_root() / "book" / "deviations.md").read_text() == page()
