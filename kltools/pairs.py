@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kltools.errors import KLToolsError
-from kltools.kl import nats_to_bpb
+from kltools.kl import nats_to_bpb, resample_indices
 
 __all__ = [
     "CI",
@@ -62,10 +62,7 @@ class Resamples:
     @classmethod
     def draw(cls, n_texts: int, n_boot: int, seed: int) -> Resamples:
         """``n_boot`` resamples of ``n_texts`` positions with replacement (``default_rng(seed)``)."""
-        if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
-            raise KLToolsError(f"n_boot must be an integer >= 2, not {n_boot!r}")
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, n_texts, size=(n_boot, n_texts))
+        idx = resample_indices(n_texts, n_boot, seed)
         counts = np.stack([np.bincount(row, minlength=n_texts) for row in idx])
         return cls(counts.astype(np.float64))
 
