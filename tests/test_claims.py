@@ -44,6 +44,14 @@ def test_orderings_three_outcomes(fn, k: int) -> None:
     missing = fn(*rising[:-1], EMPTY)
     assert missing.verdict == "not tested"
     assert fn(*rising).record("c")["chapter"] == "c"
+    held = fn(*rising)
+    assert held.ours_lo <= held.ours <= held.ours_hi  # ratio of medians, last / first
+
+
+def test_ordering_carries_the_papers_ratio_where_it_prints_both() -> None:
+    got = claims.ft_below_random(pairs(1.0), pairs(2.0))
+    assert got.paper == pytest.approx(2.1 / 0.40) and got.paper_kind == "ratio of median / median"
+    assert claims.eight_below_four(pairs(1.0), pairs(2.0)).paper is None
 
 
 def _fixed(kl: float, low: float, high: float) -> PairSet:
