@@ -38,22 +38,11 @@ __all__ = [
 ]
 
 
-def _runs(ds: xr.Dataset, flag: str) -> list[str]:
-    """Runs with coordinate ``flag`` set, by parameter count then seed."""
-    keep = ds[flag].values.astype(bool)
-    order = np.lexsort((ds["seed"].values[keep], ds["n_params"].values[keep]))
-    return [str(m) for m in ds["model"].values[keep][order]]
+def _raw(s: Settings, name: str) -> Any:
+    """A run group of the raw store (the estimator is tested on unprocessed vectors)."""
+    from kltools.settings.pretraining import group
 
-
-def _finite_steps(ds: xr.Dataset, model: str) -> list[int]:
-    ok = np.isfinite(ds.loglik.sel(model=model)).all("text").values
-    return [int(t) for t in ds["step"].values[ok]]
-
-
-def _reference(ds: xr.Dataset) -> str:
-    seeded = set(ds["size"].values[ds["in_seeds"].values.astype(bool)].tolist())
-    sizes = _runs(ds, "in_sizes")
-    return next((m for m in sizes if ds["size"].sel(model=m).item() in seeded), sizes[0])
+    return group(s.replace(preprocess=False), name)
 
 
 def validation_pairs(s: Settings) -> list[dict[str, Any]]:
@@ -68,11 +57,12 @@ def validation_pairs(s: Settings) -> list[dict[str, Any]]:
 
     Returns dicts with ``role``, ``kind``, ``a`` and ``b`` as ``(model, step)``.
     """
-    ds = pretraining_store(s)
-    ref = _reference(ds)
-    steps = _finite_steps(ds, ref)
-    sizes, seeds = _runs(ds, "in_sizes"), _runs(ds, "in_seeds")
-    last = max(set.intersection(*(set(_finite_steps(ds, m)) for m in sizes + seeds)))
+    from kltools.settings.pretraining import reference_model
+
+    ref = reference_model(s)
+    steps = _raw(s, "sizes").finite_steps(ref)
+    sizes, seeds = _raw(s, "sizes").models, _raw(s, "seeds").models
+    last = _raw(s, "all").last_common_step()
     post = [t for t in steps if t >= s.after_step]
     i = sizes.index(ref)
     mid = min(len(post) // 2, len(post) - 2)
@@ -126,11 +116,12 @@ def centring_check(s: Settings, n_show: int = 120) -> dict[str, Any]:
     rows by the Gram form (``gram``) and by ``Var/2`` (``direct``): the same number.
     """
     from kltools.kl import double_centre, kl_between, kl_matrix
+    from kltools.settings.pretraining import reference_model
 
     ds = pretraining_store(s)
-    ref = _reference(ds)
-    picks = [(str(m), _finite_steps(ds, str(m))[-1]) for m in ds["model"].values]
-    picks += [(ref, t) for t in _finite_steps(ds, ref)[:-1][::4]]
+    ref, runs = reference_model(s), _raw(s, "all")
+    picks = [(m, runs.finite_steps(m)[-1]) for m in runs.models]
+    picks += [(ref, t) for t in runs.finite_steps(ref)[:-1][::4]]
     rows = xr.concat([ds.loglik.sel(model=m, step=t, drop=True) for m, t in picks], dim="ckpt")
     rows = rows.assign_coords(ckpt=[f"{m}@{t}" for m, t in picks])
     L = rows.values.astype(np.float64)
@@ -466,7 +457,9 @@ def mc_report(s: Settings, mc: pd.DataFrame) -> str:
     near, mid, far = (mc[mc.kind == k] for k in ("near", "mid", "far"))
     threshold = agreement_threshold(mc)
     over = bool(((mc.ratio_corpus - 1) > 2 * mc.ratio_corpus_se).all())
-    loss = heldout_losses(s, [_reference(pretraining_store(s))])
+    from kltools.settings.pretraining import reference_model
+
+    loss = heldout_losses(s, [reference_model(s)])
     final_loss = float(loss.sort_values("step").heldout_loss.iloc[-1]) if len(loss) else None
     text = (
         f"**Near pairs** (estimator on the models' samples / symmetrised MC, ±2 s.e.): {_listing(near)}; "

@@ -82,3 +82,27 @@ def test_pair_records_follow_the_results_contract(smoke_scale) -> None:
     layer = [r for r in recs if r["setting"] == "Layer"]
     assert layer and min(r["layer_a"] for r in layer) == 0
     assert all(r["layer_b"] == r["layer_a"] + 1 for r in layer)
+
+
+@pytest.mark.slow
+def test_validation_on_smoke(smoke_scale) -> None:
+    """The method chapter's pairs and Monte-Carlo table on the smoke store."""
+    import numpy as np
+
+    from kltools import validation as V
+
+    s = chapter_settings("method").replace(
+        mc_pairs=["near_late", "near_late2", "mid", "size"], mc_samples=4, mc_length=8
+    )
+    pairs = V.validation_pairs(s)
+    assert pairs[0]["a"] == ("smoke-s", 40) and pairs[0]["b"] == ("smoke-s", 48)
+    assert pairs[1]["b"] == pairs[0]["a"]
+    assert [p["kind"] for p in pairs] == ["near", "near", "mid", "far"]
+    mc = V.estimate_vs_mc(s.replace(mc_pairs=["near_late", "size"]))
+    assert list(mc.kind) == ["near", "far"] and (mc.length == 8).all()
+    assert np.allclose(mc.ratio, mc.estimate_sampled / mc.mc_sym)
+    assert np.allclose(mc.ratio_corpus, mc.estimate / mc.mc_sym)
+    est = V.corpus_estimates(s.replace(mc_pairs=["near_late", "size"])).frame.kl
+    assert np.allclose(mc.estimate, est)
+    study = V.kl_vs_n(s, "near_late")
+    assert list(study.n) == [8, 16, 32] and study.kl.iloc[-1] == pytest.approx(est.iloc[0])

@@ -304,7 +304,7 @@ def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
             color=colors[g],
             capsize=3,
         )
-    ax.set_yticks(y, [f"{k}: {q}" for k, q in zip(table.key, table.quantity)], fontsize=8)
+    ax.set_yticks(y, [f"{q} (paper: {k})" for k, q in zip(table.key, table.quantity)], fontsize=8)
     ax.set_xscale("log")
     for g in kinds.values():
         ax.plot([], [], "o", color=colors[g], label=g)
