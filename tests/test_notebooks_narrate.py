@@ -52,6 +52,14 @@ def test_no_computation_in_code_cells(name: str) -> None:
         tree = ast.parse(src)
         bad = [type(n).__name__ for n in ast.walk(tree) if isinstance(n, FORBIDDEN)]
         assert not bad, f"{name}: {bad} in\n{src}"
+        shown = [
+            n
+            for n in tree.body
+            if isinstance(n, ast.Expr)
+            and isinstance(n.value, ast.Call)
+            and getattr(n.value.func, "id", "") == "save_figure"
+        ]
+        assert not shown, f"{name}: save_figure's paths would be displayed; assign them to _"
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
