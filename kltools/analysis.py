@@ -106,7 +106,8 @@ def pretraining_preprocess(
     1. Clip every log-likelihood from below at the global ``clip_quantile`` quantile (over all
        models, steps and texts; NaN ignored).
     2. Score each text by its largest ``|l_{t+1} - l_t|`` (clipped values) over all models and
-       consecutive checkpoints that are both at step ``>= after_step``.
+       consecutive checkpoints that are both at step ``>= after_step`` (a checkpoint a run
+       lacks is skipped: its neighbours are consecutive).
     3. Drop the ``round(drop_fraction * N)`` texts with the highest scores (ties: the earlier
        text is dropped first); the kept texts keep their order and their ``text_bytes``, so
        B̄ is recomputed on them by :func:`kltools.kl.kl_matrix`.
@@ -145,7 +146,7 @@ def pretraining_preprocess(
             f"pretraining_preprocess: fewer than 2 checkpoints at {step_dim} >= {after_step}; "
             "lower after_step"
         )
-    jumps = np.abs(post.diff(step_dim)).transpose(..., TEXT_DIM).values.reshape(-1, n_texts)
+    jumps = _checkpoint_jumps(post.transpose(..., step_dim, TEXT_DIM).values)
     if not np.isfinite(jumps).any(axis=0).all():
         raise KLToolsError("pretraining_preprocess: a text has no finite post-warm-up score")
     scores = np.nanmax(jumps, axis=0)
@@ -172,6 +173,20 @@ def pretraining_preprocess(
         info["mean_bytes_before"] = mean_bytes_of(loglik)
         info["mean_bytes_after"] = mean_bytes_of(cleaned)
     return cleaned, info
+
+
+def _checkpoint_jumps(values: np.ndarray) -> np.ndarray:
+    """``|l_{t+1} - l_t|`` between consecutive *available* checkpoints of each run.
+
+    ``values``: ``(..., step, text)``. A checkpoint missing in a run (all NaN, e.g. an excluded
+    one) is skipped, so its neighbours form a pair. Returns ``(pairs, text)``.
+    """
+    runs = values.reshape(-1, *values.shape[-2:])
+    out = []
+    for run in runs:
+        have = run[np.isfinite(run).any(axis=1)]
+        out.append(np.abs(np.diff(have, axis=0)))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, values.shape[-1]))
 
 
 # --------------------------------------------------------------------------------------------

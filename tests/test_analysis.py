@@ -211,3 +211,25 @@ def test_diffusion_exponents_fits_a_window_that_lost_a_point() -> None:
     past_end[-1, :] = np.nan
     D2 = D.assign_coords(delta=(("step", "lag"), past_end))
     assert np.isnan(float(diffusion_exponents(D2, min_start=0, min_points=2).c.sel(step=90)))
+
+
+def test_pretraining_preprocess_bridges_a_missing_checkpoint() -> None:
+    """A run without one checkpoint (Pythia-1B at 116k) is scored across the gap."""
+    rng = np.random.default_rng(4)
+    vals = rng.normal(-100, 1, size=(2, 5, 40))
+    vals[1, 2] = np.nan  # run 1 lacks its third checkpoint
+    vals[1, 3:, 7] += 50.0  # text 7 jumps only across the gap (step 10 -> 30) in run b
+    da = xr.DataArray(
+        vals,
+        dims=("model", "step", "text"),
+        coords={
+            "model": ["a", "b"],
+            "step": [0, 10, 20, 30, 40],
+            "text_bytes": ("text", np.full(40, 100)),
+        },
+    )
+    _, info = pretraining_preprocess(da, clip_quantile=0.0, drop_fraction=0.025, after_step=0)
+    assert list(info["dropped"]) == [7]
+    # the score of text 7: its jump across the gap in run b
+    b = vals[1, [0, 1, 3, 4], 7]
+    assert info["scores"][7] == pytest.approx(np.abs(np.diff(b)).max())
