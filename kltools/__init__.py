@@ -41,7 +41,6 @@ _API: dict[str, str] = {
     "concat_units": "kltools.kl",
     # analyses
     "consecutive_kl": "kltools.analysis",
-    "early_later": "kltools.analysis",
     "pretraining_preprocess": "kltools.analysis",
     "lag_distances": "kltools.analysis",
     "diffusion_exponents": "kltools.analysis",

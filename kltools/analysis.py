@@ -1,31 +1,24 @@
-"""Analyses the chapters call: consecutive KL, pair sets, pretraining preprocessing, diffusion.
+"""Analyses on stores: consecutive KL, pretraining preprocessing, diffusion exponents.
 
 All inputs are xarray objects as produced by :mod:`kltools.store` and :mod:`kltools.kl`:
 log-likelihoods with a ``text`` dim and a ``text_bytes`` coordinate, KL matrices with dims
-``(..., dim, dim + "_")``. Arithmetic is float64. See paper-notes §3 for the settings.
+``(..., dim, dim + "_")``. Arithmetic is float64. The settings are defined in :mod:`kltools.settings`.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from kltools.errors import KLToolsError
-from kltools.kl import TEXT_DIM, UNITS, mean_bytes_of
+from kltools.kl import TEXT_DIM, UNITS, mean_bytes_of, nats_to_bpb
 
 __all__ = [
-    "all_pairs",
     "consecutive_kl",
     "diffusion_exponents",
-    "early_later",
     "lag_distances",
-    "pair_values",
     "pretraining_preprocess",
 ]
 
@@ -47,10 +40,11 @@ def consecutive_kl(
     *,
     units: str = "bpb",
     mean_bytes: float | None = None,
-    n_boot: int = 0,
-    seed: int = 0,
 ) -> xr.DataArray:
     """KL between consecutive labels along ``dim``: ``Var(l_{t+1} - l_t) / 2``.
+
+    Intervals: build the pairs with :mod:`kltools.settings` (the book's one bootstrap engine,
+    :func:`kltools.pairs.build_pairs`).
 
     Parameters
     ----------
@@ -62,11 +56,6 @@ def consecutive_kl(
     units : {"bpb", "nats"}
     mean_bytes : float, optional
         B̄; default the mean of ``text_bytes``.
-    n_boot : int
-        If positive, bootstrap over texts (``n_boot`` replicates, B̄ recomputed per replicate)
-        and attach the standard error as coordinate ``se``.
-    seed : int
-        Seed of the bootstrap.
 
     Returns
     -------
@@ -85,25 +74,12 @@ def consecutive_kl(
     arr = loglik.transpose(*others, dim, TEXT_DIM)
     L = arr.values.astype(np.float64)
     d = L[..., 1:, :] - L[..., :-1, :]
-    scale = 2.0 * (mean_bytes_of(loglik, mean_bytes) * math.log(2.0) if units == "bpb" else 1.0)
-    kl = d.var(axis=-1) / scale
+    kl = d.var(axis=-1) / 2.0
+    if units == "bpb":
+        kl = nats_to_bpb(kl, mean_bytes_of(loglik, mean_bytes))
     out = arr.isel({dim: slice(0, -1), TEXT_DIM: 0}, drop=True).copy(data=kl)
     out = out.drop_vars([c for c in out.coords if TEXT_DIM in loglik[c].dims], errors="ignore")
     out = out.assign_coords({f"{dim}_next": (dim, loglik[dim].values[1:])})
-    if n_boot:
-        if n_boot < 2:
-            raise KLToolsError(f"n_boot must be 0 or >= 2, not {n_boot}")
-        rng = np.random.default_rng(seed)
-        n = d.shape[-1]
-        nb = None
-        if units == "bpb" and mean_bytes is None:
-            nb = np.asarray(loglik.coords["text_bytes"].values, dtype=np.float64)
-        reps = np.empty((n_boot, *kl.shape))
-        for r in range(n_boot):
-            idx = rng.integers(0, n, size=n)
-            s = scale if nb is None else 2.0 * nb[idx].mean() * math.log(2.0)
-            reps[r] = d[..., idx].var(axis=-1) / s
-        out = out.assign_coords(se=(out.dims, reps.std(axis=0, ddof=1)))
     out.name = "kl"
     out.attrs = {
         **loglik.attrs,
@@ -111,113 +87,6 @@ def consecutive_kl(
         "long_name": f"KL between consecutive {dim}",
     }
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# pair sets
-
-
-def all_pairs(labels: Iterable[Hashable]) -> list[tuple[Hashable, Hashable]]:
-    """All unordered pairs ``(a, b)`` of distinct labels, in input order (``a`` before ``b``)."""
-    labels = list(labels)
-    if len(set(labels)) != len(labels):
-        raise KLToolsError("all_pairs: labels must be unique")
-    return list(itertools.combinations(labels, 2))
-
-
-def pair_values(
-    kl: xr.DataArray, pairs: Sequence[tuple[Hashable, Hashable]], dim: str = "model"
-) -> xr.DataArray:
-    """KL values of the given pairs, along a new ``pair`` dim.
-
-    Parameters
-    ----------
-    kl : xarray.DataArray
-        A KL matrix with dims ``dim`` and ``dim + "_"`` (plus any others, kept).
-    pairs : sequence of (label, label)
-    dim : str
-
-    Returns
-    -------
-    xarray.DataArray
-        Dims ``(pair, *others)`` with coordinates ``dim`` (first label) and ``dim + "_"``.
-    """
-    _require_dim(kl, dim, "pair_values")
-    _require_dim(kl, f"{dim}_", "pair_values")
-    if not pairs:
-        raise KLToolsError("pair_values: no pairs given")
-    a = [p[0] for p in pairs]
-    b = [p[1] for p in pairs]
-    known = set(kl[dim].values.tolist())
-    missing = [x for x in a + b if x not in known]
-    if missing:
-        raise KLToolsError(f"pair_values: label {missing[0]!r} is not on {dim!r}")
-    out = kl.sel({dim: xr.DataArray(a, dims="pair"), f"{dim}_": xr.DataArray(b, dims="pair")})
-    return out.transpose("pair", ...)
-
-
-def early_later(
-    consecutive: xr.DataArray,
-    *,
-    after_step: float = 2000,
-    k: int = 50,
-    dim: str = "step",
-) -> pd.DataFrame:
-    """The paper's Early and Later sets of consecutive-checkpoint KLs.
-
-    For each slice of the other dims (e.g. each model size), the consecutive KLs whose start
-    label is at least ``after_step`` are taken in order (NaN dropped); the first ``k`` form
-    "Early" and the last ``k`` "Later"; both are pooled over slices. With fewer than ``2k``
-    pairs in a slice, the two sets overlap.
-
-    Parameters
-    ----------
-    consecutive : xarray.DataArray
-        Output of :func:`consecutive_kl` (dims ``(*others, dim)``).
-    after_step : float
-        Warm-up end (paper: 2000).
-    k : int
-        Pairs per set and slice (paper: 50).
-    dim : str
-
-    Returns
-    -------
-    pandas.DataFrame
-        Long format: ``group`` ("Early"/"Later"), one column per other dim, ``dim``,
-        ``dim + "_next"`` (if present) and ``kl``.
-    """
-    _require_dim(consecutive, dim, "early_later")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise KLToolsError(f"early_later: k must be a positive integer, not {k!r}")
-    others = [d for d in consecutive.dims if d != dim]
-    if consecutive.ndim != len(others) + 1:
-        raise KLToolsError("early_later: unexpected dims")
-    rows: list[dict[str, Any]] = []
-    slices = itertools.product(*(range(consecutive.sizes[o]) for o in others))
-    nxt = f"{dim}_next"
-    for pos in slices:
-        sl = consecutive.isel(dict(zip(others, pos))) if others else consecutive
-        steps = np.asarray(sl[dim].values)
-        keep = (steps >= after_step) & np.isfinite(sl.values)
-        sl = sl.isel({dim: np.flatnonzero(keep)})
-        if sl.sizes[dim] < k:
-            label = ", ".join(f"{o}={sl[o].item()!r}" for o in others)
-            raise KLToolsError(
-                f"early_later: only {sl.sizes[dim]} consecutive pairs after step {after_step} "
-                f"({label}), fewer than k={k}; lower k or after_step"
-            )
-        base = {o: sl[o].item() for o in others}
-        for group, part in (
-            ("Early", sl.isel({dim: slice(0, k)})),
-            ("Later", sl.isel({dim: slice(-k, None)})),
-        ):
-            for i in range(part.sizes[dim]):
-                row = {"group": group, **base, dim: part[dim].values[i].item()}
-                if nxt in part.coords:
-                    row[nxt] = part[nxt].values[i].item()
-                row["kl"] = float(part.values[i])
-                rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,12 +101,13 @@ def pretraining_preprocess(
     after_step: float = 2000,
     step_dim: str = "step",
 ) -> tuple[xr.DataArray, dict[str, Any]]:
-    """The paper's cleaning of pretraining log-likelihoods (paper-notes §3).
+    """The paper's cleaning of pretraining log-likelihoods (paper §3.1).
 
     1. Clip every log-likelihood from below at the global ``clip_quantile`` quantile (over all
        models, steps and texts; NaN ignored).
     2. Score each text by its largest ``|l_{t+1} - l_t|`` (clipped values) over all models and
-       consecutive checkpoints that are both at step ``>= after_step``.
+       consecutive checkpoints that are both at step ``>= after_step`` (a checkpoint a run
+       lacks is skipped: its neighbours are consecutive).
     3. Drop the ``round(drop_fraction * N)`` texts with the highest scores (ties: the earlier
        text is dropped first); the kept texts keep their order and their ``text_bytes``, so
        B̄ is recomputed on them by :func:`kltools.kl.kl_matrix`.
@@ -276,7 +146,7 @@ def pretraining_preprocess(
             f"pretraining_preprocess: fewer than 2 checkpoints at {step_dim} >= {after_step}; "
             "lower after_step"
         )
-    jumps = np.abs(post.diff(step_dim)).transpose(..., TEXT_DIM).values.reshape(-1, n_texts)
+    jumps = _checkpoint_jumps(post.transpose(..., step_dim, TEXT_DIM).values)
     if not np.isfinite(jumps).any(axis=0).all():
         raise KLToolsError("pretraining_preprocess: a text has no finite post-warm-up score")
     scores = np.nanmax(jumps, axis=0)
@@ -303,6 +173,20 @@ def pretraining_preprocess(
         info["mean_bytes_before"] = mean_bytes_of(loglik)
         info["mean_bytes_after"] = mean_bytes_of(cleaned)
     return cleaned, info
+
+
+def _checkpoint_jumps(values: np.ndarray) -> np.ndarray:
+    """``|l_{t+1} - l_t|`` between consecutive *available* checkpoints of each run.
+
+    ``values``: ``(..., step, text)``. A checkpoint missing in a run (all NaN, e.g. an excluded
+    one) is skipped, so its neighbours form a pair. Returns ``(pairs, text)``.
+    """
+    runs = values.reshape(-1, *values.shape[-2:])
+    out = []
+    for run in runs:
+        have = run[np.isfinite(run).any(axis=1)]
+        out.append(np.abs(np.diff(have, axis=0)))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, values.shape[-1]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,6 +250,7 @@ def diffusion_exponents(
     min_start: float = 1000,
     step_dim: str = "step",
     lag_dim: str = "lag",
+    min_points: int | None = None,
 ) -> xr.Dataset:
     """Local diffusion exponents: least-squares fit of ``log D = c log Δ + b`` per start step.
 
@@ -379,6 +264,11 @@ def diffusion_exponents(
     min_start : float
         Only start steps ``>= min_start`` are fitted (paper: 1000).
     step_dim, lag_dim : str
+    min_points : int, optional
+        None: a window is fitted only when every distance in it is positive and finite.
+        An integer: a window that lies inside the grid (every ``Δ`` finite) is fitted on the
+        distances it has, if at least ``min_points`` (paper: a window that loses points to an
+        excluded checkpoint is fitted on the rest, at least 2).
 
     Returns
     -------
@@ -403,15 +293,21 @@ def diffusion_exponents(
     y_raw = D.values.astype(np.float64)
     x_raw = np.broadcast_to(delta, y_raw.shape)
     valid = (y_raw > 0) & (x_raw > 0) & np.isfinite(y_raw) & np.isfinite(x_raw)
-    complete = valid.all(axis=-1)
+    if min_points is None:
+        complete = valid.all(axis=-1)
+    else:
+        in_grid = (np.isfinite(x_raw) & (x_raw > 0)).all(axis=-1)
+        complete = in_grid & (valid.sum(axis=-1) >= max(int(min_points), 2))
+    w = valid.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        y = np.where(valid, np.log(np.where(valid, y_raw, 1.0)), np.nan)
-        x = np.where(valid, np.log(np.where(valid, x_raw, 1.0)), np.nan)
-        xm = x.mean(axis=-1, keepdims=True)
-        ym = y.mean(axis=-1, keepdims=True)
-        sxx = ((x - xm) ** 2).sum(axis=-1)
-        sxy = ((x - xm) * (y - ym)).sum(axis=-1)
-        syy = ((y - ym) ** 2).sum(axis=-1)
+        y = np.log(np.where(valid, y_raw, 1.0))
+        x = np.log(np.where(valid, x_raw, 1.0))
+        n = w.sum(axis=-1, keepdims=True)
+        xm = (w * x).sum(axis=-1, keepdims=True) / n
+        ym = (w * y).sum(axis=-1, keepdims=True) / n
+        sxx = (w * (x - xm) ** 2).sum(axis=-1)
+        sxy = (w * (x - xm) * (y - ym)).sum(axis=-1)
+        syy = (w * (y - ym) ** 2).sum(axis=-1)
         c = sxy / sxx
         b = ym[..., 0] - c * xm[..., 0]
         r2 = np.where(syy > 0, 1.0 - (syy - c * sxy) / syy, 1.0)

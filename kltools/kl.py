@@ -36,6 +36,8 @@ __all__ = [
     "kl_matrix",
     "map_coordinates",
     "mean_bytes_of",
+    "nats_to_bpb",
+    "resample_indices",
 ]
 
 #: name of the text dimension in every log-likelihood array
@@ -244,11 +246,31 @@ def _drop_empty_labels(out: xr.DataArray, dim: str, finite: np.ndarray) -> xr.Da
     return out.isel({dim: np.flatnonzero(keep), f"{dim}_": np.flatnonzero(keep)})
 
 
+def nats_to_bpb(kl_nats: Any, mean_bytes: Any) -> Any:
+    """KL in nats per text -> bits per byte: divide by ``B̄ ln 2`` (the book's one conversion).
+
+    Works on floats and numpy arrays (broadcasting ``mean_bytes``).
+    """
+    return kl_nats / (np.asarray(mean_bytes, dtype=np.float64) * math.log(2.0))
+
+
+def resample_indices(n_texts: int, n_boot: int, seed: int) -> np.ndarray:
+    """The book's bootstrap resamples: ``(n_boot, n_texts)`` text positions drawn with
+    replacement by ``numpy.random.default_rng(seed)`` (row ``r`` is resample ``r``).
+
+    :func:`bootstrap_kl` and :class:`kltools.pairs.Resamples` both draw their resamples here,
+    so the same seed means the same resampled texts everywhere.
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
+        raise KLToolsError(f"n_boot must be an integer >= 2, not {n_boot!r}")
+    return np.random.default_rng(seed).integers(0, n_texts, size=(n_boot, n_texts))
+
+
 def _scale(units: str, n_texts: int, mean_bytes: float | None) -> float:
     """Divisor turning ``||q_i - q_j||^2`` into KL in ``units``."""
     if units == "nats":
         return 2.0 * n_texts
-    return 2.0 * n_texts * float(mean_bytes) * math.log(2.0)
+    return 2.0 * n_texts / float(nats_to_bpb(1.0, mean_bytes))
 
 
 def _unit_attrs(units: str, n_texts: int, mean_bytes: float | None) -> dict[str, Any]:
@@ -344,7 +366,7 @@ def kl_between(
     if mean_bytes is None and not isinstance(a, xr.DataArray):
         raise KLToolsError("kl_between in bits/byte needs mean_bytes= (or units='nats')")
     mb = mean_bytes_of(a, mean_bytes) if mean_bytes is None else float(mean_bytes)
-    return v / (mb * math.log(2.0))
+    return float(nats_to_bpb(v, mb))
 
 
 def map_coordinates(
@@ -383,7 +405,7 @@ def map_coordinates(
             f"log-likelihoods of {_label(loglik, dim, i, {})} contain NaN/inf; drop that label"
         )
     mb = mean_bytes_of(loglik, mean_bytes)
-    Q = double_centre(L) / math.sqrt(2.0 * L.shape[1] * mb * math.log(2.0))
+    Q = double_centre(L) * math.sqrt(float(nats_to_bpb(1.0, mb)) / (2.0 * L.shape[1]))
     out = arr.copy(data=Q)
     out.name = "coords"
     out.attrs = {
@@ -437,8 +459,7 @@ def bootstrap_kl(
         :func:`kl_matrix`; attrs ``n_boot``, ``seed``, ``ci``.
     """
     _check_units(units)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
-        raise KLToolsError(f"n_boot must be an integer >= 2, not {n_boot!r}")
+    resamples = resample_indices(loglik.sizes.get(TEXT_DIM, 0), n_boot, seed)
     if not 0.0 < float(ci) < 1.0:
         raise KLToolsError(f"ci must be between 0 and 1, not {ci!r}")
     point = kl_matrix(loglik, dim, units=units, mean_bytes=mean_bytes)
@@ -448,10 +469,8 @@ def bootstrap_kl(
     if units == "bpb" and mean_bytes is None:
         mean_bytes_of(loglik)  # raises when there is no text_bytes coordinate
         nb = np.asarray(loglik.coords["text_bytes"].values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
     reps = np.empty((n_boot, *L.shape[:2], L.shape[1]), dtype=np.float64)
-    for r in range(n_boot):
-        idx = rng.integers(0, n, size=n)
+    for r, idx in enumerate(resamples):
         mb = float(nb[idx].mean()) if nb is not None else mean_bytes
         reps[r] = _sq_dist_batch(L[:, :, idx]) / _scale(units, n, mb)
     alpha = (1.0 - float(ci)) / 2.0

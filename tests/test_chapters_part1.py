@@ -1,7 +1,7 @@
 """Execute the Part I chapters (01–05) with the smoke parameters through kltools.book.
 
-They share one smoke suite and one pretraining store (session fixtures of
-tests/conftest.py and tests/test_experiments_pretraining.py), so the extraction happens once.
+They share one smoke suite and one pretraining store (session fixtures of tests/conftest.py),
+so the extraction happens once. Each chapter must write its results file.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ def test_chapter_runs_with_smoke_parameters(name: str, part1_env: None) -> None:
     nb = nbformat.read(run.notebook, as_version=4)
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, f"{name}: no figure"
+    from kltools.results import read_results, results_path
+
+    res = read_results(results_path(name))
+    assert res.profile == "smoke" and res.parameters["profile"] == "smoke"
+    assert res.pairs or res.claims, f"{name}: no results written"
+    assert res.deviations, f"{name}: no deviation rows"
     first = next(o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "parameter" in str(first.get("data", {}).get("text/html", "")), (
         "first output: parameters"

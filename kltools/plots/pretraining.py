@@ -1,6 +1,6 @@
 """Figures of the pretraining chapters (paper Figs. 1, 4, 5 and the method's checks).
 
-Each function takes the tidy outputs of :mod:`kltools.experiments.pretraining` and returns a
+Each function takes the tidy outputs of :mod:`kltools.settings` and :mod:`kltools.maps` and returns a
 matplotlib ``Figure`` with labelled axes (units included), a legend and the book's
 colour-blind-safe palette (:mod:`kltools.plots`).
 """
@@ -20,7 +20,8 @@ from kltools.plots import KL_LABEL, colors_for, finish, ramp
 __all__ = [
     "plot_centring",
     "plot_consecutive",
-    "plot_diffusion",
+    "plot_diffusion_grid",
+    "plot_heldout_loss",
     "plot_early_later",
     "plot_estimate_vs_mc",
     "plot_exponents",
@@ -167,13 +168,17 @@ def plot_trajectories(
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     models = list(dict.fromkeys(xy.model))
     colors = colors_for(models)
-    kmax = float(consecutive.kl.max()) if len(consecutive) else 1.0
+    # widths saturate at the 95th percentile of the consecutive KLs (as the paper's Fig. 1)
+    kmax = float(consecutive.kl.quantile(0.95)) if len(consecutive) else 1.0
+    kmax = kmax if kmax > 0 else 1.0
     for m in models:
         part = xy[xy.model == m].sort_values("step")
         shades = ramp(colors[m], len(part))
         pts = part[["x", "y"]].values
         ck = consecutive[consecutive.model == m].set_index("step").kl
-        widths = [0.5 + max_width * float(ck.get(s, 0.0)) / kmax for s in part.step.values[:-1]]
+        widths = [
+            0.5 + max_width * min(float(ck.get(s, 0.0)), kmax) / kmax for s in part.step.values[:-1]
+        ]
         segs = np.stack([pts[:-1], pts[1:]], axis=1)
         ax.add_collection(LineCollection(segs, linewidths=widths, colors=shades[1:], alpha=0.8))
         ax.scatter(pts[:, 0], pts[:, 1], c=shades, s=18, edgecolor="none", zorder=3)
@@ -190,31 +195,31 @@ def plot_trajectories(
 
 
 def plot_consecutive(df: pd.DataFrame, *, after_step: float, label: str = "size") -> plt.Figure:
-    """Consecutive-checkpoint KL against step: warm-up (log x) and after it (linear x, log y)."""
+    """Consecutive-checkpoint KL against step (paper Fig. 4): each KL drawn at the earlier
+    checkpoint of its pair; warm-up (symlog x) and after it (linear x, log y)."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     groups = list(dict.fromkeys(df[label]))
     colors = colors_for(groups)
     for g in groups:
         part = df[df[label] == g].sort_values("step")
-        early = part[part.step_next <= after_step]
+        early = part[part.step < after_step]
         late = part[part.step >= after_step]
-        x_early = np.maximum(early.step_next.values, 1)
-        ax1.plot(x_early, early.kl, "o-", color=colors[g], label=f"{label} {g}")
-        ax2.plot(late.step_next, late.kl, "o-", ms=3, color=colors[g], label=f"{label} {g}")
-        if "se" in part:
-            ax2.fill_between(
-                late.step_next,
-                late.kl - 2 * late.se,
-                late.kl + 2 * late.se,
-                color=colors[g],
-                alpha=0.2,
-            )
-    ax1.set(xscale="log", yscale="log")
+        ax1.plot(early.step, early.kl, "o-", color=colors[g], label=f"{label} {g}")
+        ax2.plot(late.step, late.kl, "o-", ms=3, color=colors[g], label=f"{label} {g}")
+        if {"lo", "hi"} <= set(part.columns):
+            ax2.fill_between(late.step, late.lo, late.hi, color=colors[g], alpha=0.2)
+    ax1.set_xscale("symlog", linthresh=1)
+    ax1.set_yscale("log")
     ax2.set_yscale("log")
     ax1.legend()
     ax2.legend()
-    finish(ax1, "step t+1 (log scale)", KL_LABEL, f"during warm-up (steps ≤ {after_step:g})")
-    finish(ax2, "step t+1", KL_LABEL, f"after warm-up (steps ≥ {after_step:g})")
+    finish(ax1, "step t of the pair t → t′ (symlog)", KL_LABEL, f"warm-up (t < {after_step:g})")
+    finish(
+        ax2,
+        "step t of the pair t → t′",
+        KL_LABEL,
+        f"after warm-up (t ≥ {after_step:g}), 95% intervals",
+    )
     return fig
 
 
@@ -255,7 +260,7 @@ def plot_early_later(sets: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     sns.boxplot(
         data=sets,
-        x="group",
+        x="setting",
         y="kl",
         order=["Early", "Later"],
         ax=ax,
@@ -264,7 +269,7 @@ def plot_early_later(sets: pd.DataFrame) -> plt.Figure:
     )
     sns.stripplot(
         data=sets,
-        x="group",
+        x="setting",
         y="kl",
         hue="model",
         order=["Early", "Later"],
@@ -281,56 +286,34 @@ def plot_early_later(sets: pd.DataFrame) -> plt.Figure:
 
 
 def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
-    """Table 1 as a figure: each row's KL with its 95% bootstrap interval, log x."""
+    """Table 1 as a figure: each row's KL with its 95% bootstrap interval, log x.
+
+    ``table``: :func:`kltools.settings.pretraining.table1` (a mean over pairs drawn as a diamond).
+    """
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(table) + 1.5))
-    colors = colors_for(["consecutive", "seed", "size"])
+    kinds = {"consecutive": "consecutive", "seeds": "seeds", "vs": "sizes"}
+    group = [kinds[k.split(" ")[0]] for k in table.key]
+    colors = colors_for(list(kinds.values()))
     y = np.arange(len(table))[::-1]
-    for yi, (_, r) in zip(y, table.iterrows()):
+    for yi, g, (_, r) in zip(y, group, table.iterrows()):
         ax.errorbar(
             r.kl,
             yi,
             xerr=[[r.kl - r.lo], [r.hi - r.kl]],
             fmt="D" if r.n_pairs > 1 else "o",
-            color=colors[r.setting],
+            color=colors[g],
             capsize=3,
         )
-    ax.set_yticks(y, table.quantity, fontsize=8)
+    ax.set_yticks(y, [f"{q} (paper: {k})" for k, q in zip(table.key, table.quantity)], fontsize=8)
     ax.set_xscale("log")
-    for s in ("consecutive", "seed", "size"):
-        ax.plot([], [], "o", color=colors[s], label=s)
+    for g in kinds.values():
+        ax.plot([], [], "o", color=colors[g], label=g)
     ax.legend(loc="lower right")
     finish(ax, KL_LABEL + " (95% bootstrap interval)", None, "late checkpoints < seeds < sizes?")
     return fig
 
 
 # ----------------------------------------------------------------------------- chapter 5
-
-
-def plot_diffusion(
-    D_l: xr.DataArray, D_w: xr.DataArray | None, model: str, starts: Sequence[int]
-) -> plt.Figure:
-    """D_ℓ and D_W against Δ from a few start steps, log–log, with a c = 1 guide."""
-    n = 2 if D_w is not None else 1
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4), squeeze=False)
-    colors = dict(zip(starts, ramp("C0", len(starts), light=0.6)))
-    panels = [(axes[0, 0], D_l, "D_ℓ = KL [bits/byte]", "log-likelihood space")]
-    if D_w is not None:
-        panels.append((axes[0, 1], D_w, "D_W = Σ(Δθ)² [weight units²]", "weight space"))
-    for ax, D, ylab, title in panels:
-        sub = D.sel(model=model)
-        for s in starts:
-            row = sub.sel(step=s)
-            x = np.asarray(row["delta"].values, dtype=float)
-            y = np.asarray(row.values, dtype=float)
-            ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
-            ax.loglog(x[ok], y[ok], "o-", color=colors[s], label=f"from step {s}")
-            if ok.any():
-                x0, y0 = x[ok][0], y[ok][0]
-                ax.loglog(x[ok], y0 * x[ok] / x0, color=colors[s], ls=":", lw=1)
-        ax.plot([], [], "k:", lw=1, label="c = 1 guide")
-        ax.legend(fontsize=8)
-        finish(ax, "Δ steps", ylab, f"{title}: {model}")
-    return fig
 
 
 def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, str]) -> plt.Figure:
@@ -357,6 +340,18 @@ def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, st
                 alpha=0.7,
                 label=f"c_W {labels.get(m, m)}",
             )
+        for c in (c_l, c_w):
+            if c is not None and "interpolated" in c and m in c["model"].values:
+                mark = c.interpolated.sel(model=m).values
+                ax.plot(
+                    c["step"].values[mark],
+                    c.c.sel(model=m).values[mark],
+                    "x",
+                    ms=8,
+                    color="k",
+                    zorder=5,
+                )
+    ax.plot([], [], "kx", label="interpolated (missing checkpoint)")
     ax.axhline(1.0, color="grey", lw=1, ls="--", label="c = 1 (ordinary diffusion)")
     ax.legend(fontsize=7, ncol=2)
     finish(
@@ -365,4 +360,52 @@ def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, st
         "local exponent c (fit over the window)",
         "log-likelihood (solid) vs weights (dashed)",
     )
+    return fig
+
+
+def plot_heldout_loss(loss: pd.DataFrame) -> plt.Figure:
+    """Held-out loss (nats/token) per checkpoint and run (log x); a note when there is none."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    part = loss[loss.step > 0]
+    for m, g in part.groupby("model", sort=False):
+        ax.plot(g.step, g.heldout_loss, "o-", ms=3, label=m)
+    if len(part):
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no held-out losses recorded for these runs",
+            ha="center",
+            transform=ax.transAxes,
+        )
+    finish(ax, "step (log scale)", "held-out loss [nats/token]", "held-out loss")
+    return fig
+
+
+def plot_diffusion_grid(
+    D_l: xr.DataArray, D_w: xr.DataArray | None, starts: Sequence[int]
+) -> plt.Figure:
+    """:func:`plot_diffusion`'s panels for every run, one row per run."""
+    models = [str(m) for m in D_l["model"].values]
+    n = 2 if D_w is not None else 1
+    fig, axes = plt.subplots(len(models), n, figsize=(5.2 * n, 3.6 * len(models)), squeeze=False)
+    colors = dict(zip(starts, ramp("C0", len(starts), light=0.6)))
+    for row, m in zip(axes, models):
+        panels = [(row[0], D_l, "D_ℓ = KL [bits/byte]", "log-likelihood space")]
+        if D_w is not None and m in D_w["model"].values:
+            panels.append((row[1], D_w, "D_W = Σ(Δθ)² [weight units²]", "weight space"))
+        for ax, D, ylab, title in panels:
+            for s in starts:
+                sel = D.sel(model=m, step=s)
+                x = np.asarray(sel["delta"].values, dtype=float)
+                y = np.asarray(sel.values, dtype=float)
+                ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
+                ax.loglog(x[ok], y[ok], "o-", color=colors[s], label=f"from step {s}")
+                if ok.any():
+                    ax.loglog(x[ok], y[ok][0] * x[ok] / x[ok][0], color=colors[s], ls=":", lw=1)
+            ax.plot([], [], "k:", lw=1, label="c = 1 guide")
+            ax.legend(fontsize=7)
+            finish(ax, "Δ steps", ylab, f"{title}: {m}")
     return fig

@@ -1,6 +1,6 @@
 """Figures of part II: quantization, the numerical floor, fine-tuning, layers and the scale.
 
-Each function takes tidy data (the frames of :mod:`kltools.experiments.variants`) and returns
+Each function takes tidy data (the pair-set frames of :mod:`kltools.settings`) and returns
 a matplotlib ``Figure``. KL axes are in bits/byte; the scale uses the paper's symlog axis
 (linthresh 0.1; ticks 0, 0.05, 0.1, 0.5, 1, 5, 10, 50).
 """
@@ -57,7 +57,7 @@ def _positive_floor(values: Sequence[float]) -> float:
 def plot_quant_kl(frame: pd.DataFrame, floor: pd.DataFrame | None = None) -> plt.Figure:
     """KL between each base model and its quantized copies against bit width (log y).
 
-    ``frame``: :func:`~kltools.experiments.variants.quant_pairs` rows (``model``, ``variant``,
+    ``frame``: :func:`~kltools.settings.quantization.quantization` rows (``model``, ``variant``,
     ``family``, ``bits``, ``kl``, ``lo``, ``hi``). ``floor``: floor pairs; their range is
     shaded so copies below it are visibly indistinguishable from pipeline noise.
     """
@@ -142,7 +142,8 @@ def plot_floor(floor: pd.DataFrame, reference: pd.DataFrame | None = None) -> pl
     """
     rows = [floor.assign(kind="floor")]
     if reference is not None and len(reference):
-        rows.append(reference.assign(kind="quantization"))
+        label = reference["comparison"] if "comparison" in reference else reference["setting"]
+        rows.append(reference.assign(kind="quantization", comparison=label))
     df = pd.concat(rows, ignore_index=True)
     labels = list(dict.fromkeys(df.comparison))
     models = list(dict.fromkeys(df.model))
@@ -256,7 +257,7 @@ def plot_layer_kl(frame: pd.DataFrame) -> plt.Figure:
     models = list(dict.fromkeys(frame.model))
     colors = colors_for(models)
     for i, (m, g) in enumerate(frame.groupby("model", sort=False)):
-        x = g.layer_next.to_numpy() / g.depth.to_numpy()
+        x = g.layer_b.to_numpy() / g.depth.to_numpy()
         y = g.kl.to_numpy()
         yerr = None
         if {"lo", "hi"} <= set(g):

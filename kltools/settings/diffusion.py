@@ -1,0 +1,282 @@
+"""Diffusion in log-likelihood and weight space (paper Fig. 5), both spaces treated alike.
+
+``D_ℓ(t, t')`` is the KL in bits/byte between checkpoints (the main sizes, preprocessed as
+their group); ``D_W(t, t') = Σ (θ_t − θ_t')²`` over all parameters. Both are put on the same
+checkpoint grid (:func:`on_grid`): from each grid step to the next ``window`` grid steps,
+NaN where a checkpoint is missing (an excluded checkpoint). A local exponent ``c`` is the
+least-squares slope of ``log D`` on ``log Δ`` over a window (:func:`exponents`); a window
+that loses points to a missing checkpoint is fitted on the points it has (at least 2), and
+the exponent at a missing start step is interpolated linearly from its neighbours and marked
+(``interpolated``), as the paper's Fig. 5 does.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from kltools.config import Settings
+from kltools.errors import KLToolsError
+from kltools.settings.pretraining import grid_interval, group
+
+__all__ = [
+    "exponents",
+    "first_even_step",
+    "fits",
+    "hub_weight_distances",
+    "loglik_distances",
+    "on_grid",
+    "pick_starts",
+    "summary",
+    "weight_distances",
+]
+
+
+def on_grid(
+    distances: Mapping[tuple[int, int], float], grid: Sequence[int], window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(D, Δ)`` of shape ``(len(grid), window)``: from each grid step to the k-th next.
+
+    ``distances`` maps ``(start, end)`` steps to a distance; pairs absent (a missing
+    checkpoint) are NaN. ``Δ`` is NaN only past the end of the grid.
+    """
+    grid = [int(t) for t in grid]
+    n = len(grid)
+    D = np.full((n, window), np.nan)
+    delta = np.full((n, window), np.nan)
+    for i, t in enumerate(grid):
+        for k in range(1, window + 1):
+            if i + k < n:
+                delta[i, k - 1] = grid[i + k] - t
+                D[i, k - 1] = distances.get((t, grid[i + k]), np.nan)
+    return D, delta
+
+
+def _stack(
+    tables: Mapping[str, Mapping[tuple[int, int], float]],
+    grid: Sequence[int],
+    window: int,
+    name: str,
+) -> xr.DataArray:
+    """Per-model distance tables on the grid: ``(model, step, lag)`` with ``delta``."""
+    parts = [on_grid(t, grid, window) for t in tables.values()]
+    return xr.DataArray(
+        np.stack([p[0] for p in parts]),
+        dims=("model", "step", "lag"),
+        coords={
+            "model": list(tables),
+            "step": np.asarray(grid, dtype=np.int64),
+            "lag": np.arange(1, window + 1),
+            "delta": (("step", "lag"), parts[0][1]),
+        },
+        name=name,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def loglik_distances(s: Settings) -> xr.DataArray:
+    """``D_ℓ`` of the main sizes on the store's grid: ``(model, step, lag)``, bits/byte."""
+    from kltools.kl import kl_matrix
+
+    g = group(s, "sizes")
+    grid = [int(t) for t in g.loglik["step"].values]
+    tables = {}
+    for m in g.models:
+        steps = g.finite_steps(m)
+        kl = kl_matrix(g.loglik.sel(model=m, step=steps), dim="step").values
+        tables[m] = {
+            (a, b): float(kl[i, j])
+            for i, a in enumerate(steps)
+            for j, b in enumerate(steps)
+            if i < j <= i + s.window
+        }
+    return _stack(tables, grid, s.window, "D_l")
+
+
+@functools.lru_cache(maxsize=4)
+def weight_distances(s: Settings) -> xr.DataArray | None:
+    """``D_W`` of the weight models (default: every main size) on the same grid, or None.
+
+    Suite runs read their ``weight_distances.json``; pythia runs are computed once on a GPU
+    (:func:`hub_weight_distances`) and cached under ``data_root("pythia")/weights``. None
+    when ``s.weight_space`` is off.
+    """
+    from kltools.suite.weights import load_weight_distances
+
+    if not s.weight_space:
+        return None
+    g = group(s, "sizes")
+    grid = [int(t) for t in g.loglik["step"].values]
+    tables = {}
+    for m in s.weight_models or g.models:
+        da = load_weight_distances(_weights_file(s, m, grid))
+        if da.sizes["lag"] < s.window:
+            raise KLToolsError(
+                f"{m}: weight distances hold {da.sizes['lag']} lags, fewer than {s.window}"
+            )
+        starts, deltas, vals = da["step"].values, da["delta_step"].values, da.values
+        tables[m] = {
+            (int(t), int(t + d)): float(v)
+            for t, drow, vrow in zip(starts, deltas, vals)
+            for d, v in zip(drow, vrow)
+            if np.isfinite(d)
+        }
+    return _stack(tables, grid, s.window, "D_W")
+
+
+def _weights_file(s: Settings, model: str, grid: Sequence[int]) -> Path:
+    """Where a run's weight distances are (computed first for hub runs)."""
+    if s.profile != "pythia":
+        from kltools.suite import profile_root
+
+        return profile_root(s.profile) / model
+    from kltools.paths import data_root
+    from kltools.settings.stores import _hub_offline
+    from kltools.sources.pythia import EXCLUDED
+
+    path = data_root("pythia") / "weights" / f"{model}.json"
+    if not path.is_file():
+        if _hub_offline():
+            raise KLToolsError(
+                f"weight distances of {model} need its hub checkpoints but HF_HUB_OFFLINE=1; "
+                "set weight_space = False or run on a connected GPU machine"
+            )
+        steps = [t for t in grid if (model, int(t)) not in EXCLUDED]
+        hub_weight_distances(
+            f"EleutherAI/{model}", steps, max_lag=s.window, device=s.device, out=path
+        )
+    return path
+
+
+def hub_weight_distances(
+    repo: str,
+    steps: Sequence[int],
+    *,
+    max_lag: int = 10,
+    device: str = "cuda",
+    out: str | os.PathLike[str] | None = None,
+    load_flat: Callable[[int], Any] | None = None,
+) -> xr.DataArray:
+    """``D_W`` of a hub run from each revision ``step<S>`` to the next ``max_lag``.
+
+    Keeps a rolling window of ``max_lag + 1`` flattened float32 checkpoints on ``device``
+    (pythia-410m: about 18 GB on the GPU for ``max_lag`` 10), differences in float32, squares
+    summed in float64 (the definition of :mod:`kltools.suite.weights`). ``load_flat(step)``
+    overrides how a checkpoint's flat weights are obtained (default: the hub, parameters
+    sorted by name).
+    """
+    import torch
+
+    from kltools.suite.weights import save_weight_distances, weight_distance_array
+
+    if load_flat is None:
+
+        def load_flat(step: int) -> Any:
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(
+                repo, revision=f"step{step}", dtype=torch.float32
+            )
+            sd = model.state_dict()
+            return torch.cat([sd[k].reshape(-1).float() for k in sorted(sd)]).to(device)
+
+    steps = [int(t) for t in steps]
+    values = np.full((len(steps), max_lag), np.nan)
+    delta = np.full((len(steps), max_lag), np.nan)
+    window: list[tuple[int, Any]] = []
+    for j, t in enumerate(steps):
+        cur = load_flat(t)
+        for i, prev in window:
+            diff = (cur - prev).double()
+            values[i, j - i - 1] = float(torch.dot(diff, diff))
+            delta[i, j - i - 1] = t - steps[i]
+        window = [*window, (j, cur)][-max_lag:]
+    da = weight_distance_array(values, steps, delta)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        save_weight_distances(da, out)
+    return da
+
+
+def first_even_step(steps: Sequence[int]) -> int:
+    """The first checkpoint of the evenly spaced part of a grid (paper: 1000)."""
+    steps = sorted(int(t) for t in steps)
+    interval = grid_interval(steps)
+    for i in range(len(steps) - 1):
+        if all(b - a == interval for a, b in zip(steps[i:], steps[i + 1 :])):
+            return steps[i]
+    return steps[-1]
+
+
+def exponents(s: Settings, D: xr.DataArray) -> xr.Dataset:
+    """Local exponents ``c`` (and ``b``, ``r2``) per model and start step, from any ``D``.
+
+    Start steps from ``s.min_start`` (0: the first evenly spaced checkpoint,
+    :func:`first_even_step`); windows of ``s.window`` grid steps fitted on at least 2 points;
+    a start step whose own checkpoint is missing gets ``c`` interpolated from its neighbours,
+    marked by ``interpolated``.
+    """
+    from kltools.analysis import diffusion_exponents
+
+    start = s.min_start or first_even_step(D["step"].values.tolist())
+    fit = diffusion_exponents(D, min_start=start, min_points=2)
+    rows = D.sel(step=fit["step"])
+    missing = np.isnan(rows).all("lag").transpose("model", "step").values
+    marked = missing & np.isfinite(rows["delta"].isel(lag=-1)).values[None, :]
+    filled = fit.c.copy()
+    for i in range(fit.sizes["model"]):
+        row = filled.values[i]
+        ok = np.isfinite(row)
+        if marked[i].any() and ok.sum() >= 2:
+            steps = fit["step"].values.astype(float)
+            row[marked[i]] = np.interp(steps[marked[i]], steps[ok], row[ok])
+    return fit.assign(c=filled, interpolated=(("model", "step"), marked))
+
+
+@functools.lru_cache(maxsize=4)
+def fits(s: Settings) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """:func:`exponents` in log-likelihood space and (None without ``D_W``) weight space."""
+    D_w = weight_distances(s)
+    return exponents(s, loglik_distances(s)), (exponents(s, D_w) if D_w is not None else None)
+
+
+def summary(s: Settings) -> pd.DataFrame:
+    """Per size: median exponent and R² in both spaces over the fitted start steps.
+
+    Columns ``model``, ``n_starts``, ``c_l``, ``r2_l`` and, with weight distances, ``c_W``,
+    ``r2_W``. Interpolated starts are left out of the medians.
+    """
+    c_l, c_w = fits(s)
+    rows = []
+    for m in c_l["model"].values:
+        row: dict[str, Any] = {"model": str(m)}
+        for tag, c in (("l", c_l), ("W", c_w)):
+            if c is None or m not in c["model"].values:
+                continue
+            fitted = ~c.interpolated.sel(model=m).values & np.isfinite(c.c.sel(model=m).values)
+            row[f"c_{tag}"] = (
+                float(np.median(c.c.sel(model=m).values[fitted])) if fitted.any() else np.nan
+            )
+            row[f"r2_{tag}"] = (
+                float(np.median(c.r2.sel(model=m).values[fitted])) if fitted.any() else np.nan
+            )
+            row.setdefault("n_starts", int(fitted.sum()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pick_starts(c: xr.Dataset, n: int = 3) -> list[int]:
+    """``n`` start steps spread over the fitted starts (finite ``c``) of an exponent table."""
+    ok = np.isfinite(c.c).any("model").values
+    steps = c["step"].values[ok]
+    if steps.size == 0:
+        raise KLToolsError("no start step has a complete window; lower window or min_start")
+    idx = np.unique(np.linspace(0, steps.size - 1, min(n, steps.size)).round().astype(int))
+    return [int(steps[i]) for i in idx]

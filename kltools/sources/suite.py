@@ -1,0 +1,161 @@
+"""The offline suite's catalogue (profiles ``tiny`` and ``smoke``): runs, copies, lineages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from kltools.errors import KLToolsError
+
+if TYPE_CHECKING:
+    from kltools.config import Settings
+    from kltools.sources import Run
+
+__all__ = ["bnb_usable_on_cpu", "lineages", "pretraining_runs", "quant_catalogue", "scheme_info"]
+
+#: bitsandbytes schemes: name -> (family, bits)
+_BNB: dict[str, tuple[str, int]] = {
+    "bnb-int8": ("bitsandbytes", 8),
+    "bnb-fp4": ("bitsandbytes", 4),
+    "bnb-nf4": ("bitsandbytes", 4),
+}
+
+
+def scheme_info(scheme: str) -> tuple[str, int]:
+    """``(family, bits)`` of a quantization scheme (``rtn8``, ``rtn4g32``, ``bnb-nf4`` …)."""
+    from kltools.suite.profiles import RTN_SCHEMES
+
+    if scheme in RTN_SCHEMES:
+        return "round-to-nearest", RTN_SCHEMES[scheme][0]
+    if scheme in _BNB:
+        return _BNB[scheme]
+    raise KLToolsError(f"unknown quantization scheme {scheme!r}")
+
+
+def pretraining_runs(profile: str) -> list[Run]:
+    """Every pretraining run of the suite, main sizes (by size) first, then the extra seeds."""
+    from kltools.sources import Run
+    from kltools.suite import get_profile, list_models
+
+    prof = get_profile(profile)
+    known = [s.name for s in prof.sizes]
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for entry in list_models(profile):
+        if entry["kind"] == "checkpoint":
+            by_name.setdefault(entry["name"], []).append(entry)
+    runs = []
+    for name, entries in by_name.items():
+        first = entries[0]
+        seed = int(first["seed"])
+        steps = tuple(sorted(int(e["step"]) for e in entries))
+        in_seeds = first["size"] == prof.seed_size
+        runs.append(
+            Run(
+                name,
+                name,
+                str(first["size"]),
+                seed,
+                steps,
+                int(first["n_params"]),
+                in_seeds,
+                seed == 0,
+            )
+        )
+    if not runs:
+        raise KLToolsError(f"the {profile} suite has no pretraining runs; build it first")
+    return sorted(runs, key=lambda r: (r.seed != 0, r.seed, known.index(r.size)))
+
+
+def bnb_usable_on_cpu(config: dict[str, Any], scheme: str, blocksize: int = 64) -> bool:
+    """Whether bitsandbytes can run ``scheme`` on the CPU for a GPT-NeoX config.
+
+    4-bit on the CPU needs every Linear input size (hidden and intermediate) to be a multiple
+    of the blocksize (bitsandbytes 0.50 fails otherwise); int8 and RTN always run.
+    """
+    if scheme not in ("bnb-fp4", "bnb-nf4"):
+        return True
+    sizes = [config.get("hidden_size"), config.get("intermediate_size")]
+    return all(isinstance(s, int) and s % blocksize == 0 for s in sizes)
+
+
+def quant_catalogue(s: Settings) -> pd.DataFrame:
+    """The suite's quantized copies, one row per (base, scheme) (see :mod:`kltools.sources`)."""
+    from kltools.suite import list_models
+
+    rows = []
+    for e in list_models(s.profile):
+        if e["kind"] != "quant":
+            continue
+        short = e["parent"].removeprefix(f"{s.profile}-")
+        if (s.quant_bases and short not in s.quant_bases) or (
+            s.quant_schemes and e["scheme"] not in s.quant_schemes
+        ):
+            continue
+        family, bits = scheme_info(e["scheme"])
+        usable, note = bool(e["built"]), "" if e["built"] else "not built"
+        if usable and s.device != "cuda" and family == "bitsandbytes":
+            cfg = json.loads((Path(e["path"]) / "config.json").read_text())
+            if not bnb_usable_on_cpu(cfg, e["scheme"]):
+                usable, note = False, "bitsandbytes 4-bit on CPU needs sizes divisible by 64"
+        rows.append(
+            dict(
+                model=short,
+                base_spec=e["parent"],
+                variant=e["scheme"],
+                family=family,
+                bits=bits,
+                spec=e["spec"],
+                quantization=None,
+                usable=usable,
+                note=note,
+            )
+        )
+    missing = sorted(set(s.quant_bases) - {r["model"] for r in rows})
+    if missing:
+        raise KLToolsError(f"profile {s.profile!r} has no quantized copies of {missing}")
+    return pd.DataFrame(rows)
+
+
+def lineages(s: Settings) -> tuple[pd.DataFrame, str]:
+    """Each fine-tuned child of the suite with its parent, plus the roots.
+
+    ``type`` is the root's size (e.g. ``s``), ``generation`` 0 for a root.
+    """
+    from kltools.suite import list_models
+
+    entries = list_models(s.profile)
+    children = [e for e in entries if e["kind"] == "finetune" and e["built"]]
+    if not children:
+        raise KLToolsError(f"profile {s.profile!r} has no built fine-tuned models; build the suite")
+    by_name = {e["name"]: e for e in children}
+    rows: dict[str, dict[str, Any]] = {}
+    for e in children:
+        root = e["parent"]
+        while root in by_name:
+            root = by_name[root]["parent"]
+        typ = root.removeprefix(f"{s.profile}-")
+        rows.setdefault(
+            root,
+            dict(
+                model=root,
+                spec=root,
+                parent=None,
+                type=typ,
+                generation=0,
+                method="pretrained",
+                domain="all",
+            ),
+        )
+        rows[e["name"]] = dict(
+            model=e["name"],
+            spec=e["spec"],
+            parent=e["parent"],
+            type=typ,
+            generation=int(e["generation"]),
+            method=e["method"],
+            domain=e["domain"],
+        )
+    return pd.DataFrame(list(rows.values())), f"the {s.profile} suite catalogue"
