@@ -11,14 +11,14 @@
         dtype         (unit) str  'float32' …            # weight dtype of the unit
         quantization  (unit) str  'none' …               # bitsandbytes scheme or 'none'
         done          (unit) bool True True … False      # the unit's region is complete
+        resolved      (unit) str   JSON: where the model came from (kind, path, commit)
+        run           (unit) str   JSON: the run that computed it (times, tokens, device, …)
       * text          (text) str  'suite-0000' …
         text_bytes    (text) int64 …                     # UTF-8 bytes per text
         domain        (text) str  …                      # where the text set knows it
     Data variables:
         loglik        (unit, text) float32 …   units: nat, long_name: summed log-likelihood
         n_tokens      (unit, text) int32 …     tokens scored per text (-1: unknown, imported)
-        resolved      (unit) str               JSON: where the model came from (kind, path, commit)
-        run           (unit) str               JSON: the run that computed it (times, device, …)
     Attributes: format, store_id, provenance (textset_sha256, textset_name, bos_policy, dtype,
         device, layers, kltools/torch/transformers versions, created, mean_bytes, n_text)
 
@@ -282,7 +282,7 @@ def _create(path: Path, texts: Any, header: Mapping[str, Any], kinds: Mapping[st
         layers = header.get("layers")
         inner = (len(layers), n_text) if layers is not None else (n_text,)
         inner_dims = ("layer", "text") if layers is not None else ("text",)
-        unit_coords = [*kinds, "spec", "dtype", "quantization", "done"]
+        unit_coords = [*kinds, "spec", "dtype", "quantization", "done", "resolved", "run"]
         text_coords = ["text_bytes"] + (["domain"] if texts.domains is not None else [])
         coords_attr = " ".join([*unit_coords, *text_coords])
 
@@ -614,6 +614,15 @@ def unit_labels(flat: Any) -> list[str]:
     ]
 
 
+def _column(values: list[Any]) -> Any:
+    """Values along ``unit``: ints as int64, anything else as objects (None stays None)."""
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
 def _order(values: list[Any]) -> list[Any]:
     """Distinct values: sorted if all are numbers, else in order of first appearance."""
     distinct = list(dict.fromkeys(values))
@@ -684,7 +693,9 @@ def open_store(path: Any, dims: Sequence[str] | str | None = None) -> Any:
     out_attrs = {**attrs, "units": json.dumps(run_info)}
     ll_attrs = {k: v for k, v in flat["loglik"].attrs.items() if k != "coordinates"}
     if dims == ["unit"]:
-        coords = {k: ("unit", [fl.get(k) for fl in fields]) for k in [*keys, *_UNIT_FIELDS]}
+        coords = {
+            k: ("unit", _column([fl.get(k) for fl in fields])) for k in [*keys, *_UNIT_FIELDS]
+        }
         ds = xr.Dataset(
             {"loglik": (["unit", *inner], ll)},
             coords={**coords, **text_coords, **extra, "n_tokens": (("unit", "text"), nt)},
