@@ -422,10 +422,19 @@ def _quant_in(value: Any) -> str | None:
     return None if text in ("", _NONE) else text
 
 
-def _add_rows(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    """Append rows for new unit records (labels only; data pending); caller holds ``meta``."""
+def _add_rows(
+    path: Path, records: Sequence[Mapping[str, Any]], reuse: Sequence[int] = ()
+) -> list[int]:
+    """Give new unit records rows (labels only; data pending); the caller holds ``meta``.
+
+    ``reuse``: rows left without a ``spec`` by a writer killed while adding rows, filled first;
+    the other records are appended. ``spec`` is written last, so a row with a spec is whole.
+    Returns the rows, in the order of ``records``.
+    """
     n0 = _array(path, "spec").shape[0]
-    n = n0 + len(records)
+    rows = [*reuse[: len(records)]]
+    rows += list(range(n0, n0 + len(records) - len(rows)))
+    n = max([n0, *(r + 1 for r in rows)])
     names = _label_names(path, {p.name for p in path.iterdir()})
     unit_arrays = ["loglik", "n_tokens", *names, "spec", "dtype", "quantization", "resolved"]
     unit_arrays += ["run", "done"]
@@ -440,21 +449,26 @@ def _add_rows(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
                     f"unit label {k!r} holds {'strings' if want is str else 'integers'} in store "
                     f"{path}, got {v!r} for {rec['spec']!r}; give the same kind"
                 )
-    for a in opened.values():
-        a.resize((n, *a.shape[1:]))
-    sl = slice(n0, n)
+    if n > n0:
+        for a in opened.values():
+            a.resize((n, *a.shape[1:]))
+    idx = np.asarray(rows, dtype=np.int64)
+
+    def put(name: str, values: list[Any], dtype: Any = object) -> None:
+        opened[name].set_coordinate_selection(idx, np.asarray(values, dtype=dtype))
+
     for k in names:
-        vals = [rec["coords"][k] for rec in records]
-        opened[k][sl] = np.asarray(vals, dtype=np.int64 if opened[k].dtype.kind in "iu" else object)
-    opened["spec"][sl] = np.asarray([r["spec"] for r in records], dtype=object)
-    opened["dtype"][sl] = np.asarray([r["dtype"] for r in records], dtype=object)
-    opened["quantization"][sl] = np.asarray(
-        [r["quantization"] or _NONE for r in records], dtype=object
-    )
-    opened["resolved"][sl] = np.asarray(
-        [json.dumps(r.get("resolved")) for r in records], dtype=object
-    )
+        put(
+            k,
+            [r["coords"][k] for r in records],
+            np.int64 if opened[k].dtype.kind in "iu" else object,
+        )
+    put("dtype", [r["dtype"] for r in records])
+    put("quantization", [r["quantization"] or _NONE for r in records])
+    put("resolved", [json.dumps(r.get("resolved")) for r in records])
+    put("spec", [r["spec"] for r in records])
     _consolidate(path)
+    return rows
 
 
 def prepare(
@@ -491,19 +505,17 @@ def prepare(
         attrs = _root_attrs(path)
         _check_compatible(path, attrs, header)
         old = _records(path)
-        _check_units(old, records)
-        keys = {_key(r): i for i, r in enumerate(old)}
-        indices: list[int] = []
+        _check_units([r for r in old if r["spec"]], records)
+        keys = {_key(r): i for i, r in enumerate(old) if r["spec"]}
         added: list[dict[str, Any]] = []
         for rec in records:
-            k = _key(rec)
-            if k not in keys:
-                keys[k] = len(old) + len(added)
+            if _key(rec) not in keys and all(_key(rec) != _key(a) for a in added):
                 added.append(dict(rec))
-            indices.append(keys[k])
         if added:
-            _add_rows(path, added)
-    return indices
+            free = [i for i, r in enumerate(old) if not r["spec"]]
+            for rec, row in zip(added, _add_rows(path, added, free)):
+                keys[_key(rec)] = row
+    return [keys[_key(rec)] for rec in records]
 
 
 # --------------------------------------------------------------------------- unit writes

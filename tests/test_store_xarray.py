@@ -179,3 +179,21 @@ def test_reserved_label_refused(tmp_path: Path, tiny_neox: Path) -> None:
 
     with pytest.raises(KLToolsError, match="coordinate name 'done'"):
         Unit(str(tiny_neox), {"done": 1})
+
+
+def test_kill_while_adding_rows(tmp_path: Path, make_tiny_neox) -> None:
+    """A writer killed after growing the arrays, before labelling the rows: nothing breaks."""
+    import zarr
+
+    store = tmp_path / "k.zarr"
+    m = {s: str(make_tiny_neox(s)) for s in (0, 1)}
+    extract([Unit(m[0], {"model": "a", "step": 1})], TEXTS, store, progress=False)
+    names = ["loglik", "n_tokens", "model", "step", "spec", "dtype", "quantization"]
+    for name in [*names, "resolved", "run", "done"]:
+        arr = zarr.open_array(str(store / name), mode="r+")
+        arr.resize((2, *arr.shape[1:]))  # then killed: no labels, no consolidation
+    assert _raw(store).sizes["unit"] == 1  # readers see the last consistent snapshot
+    ds = extract([Unit(m[1], {"model": "a", "step": 2})], TEXTS, store, progress=False)
+    raw = _raw(store)
+    assert raw.sizes["unit"] == 2 and list(raw.step.values) == [1, 2]  # the row was reused
+    assert raw.done.values.all() and list(ds.step.values) == [1, 2]
