@@ -934,6 +934,8 @@ def _run_here(
                 busy.append(item)
             else:
                 log.summary(summary)
+                if summary.get("skipped"):  # finished by another writer while pending here
+                    log.advance(1.0)
         todo = busy
         if todo:
             time.sleep(_wait_seconds(attempt))
