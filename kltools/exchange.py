@@ -276,7 +276,7 @@ def import_vectors(
     src_attrs = dict(flat.attrs)
     if texts is not None:
         _check_texts_match(flat, texts.ids, texts.n_bytes, f"text set {texts.name!r}")
-        text_side = kstore._Texts(texts.ids, texts.n_bytes, texts.domains)
+        text_side = kstore.TextSide(texts.ids, texts.n_bytes, texts.domains)
         sha, name = texts.sha256, texts.name
     elif existing is not None:
         text_side = kstore.texts_of(existing)
@@ -300,11 +300,10 @@ def import_vectors(
         layers = None
     bos = bos or src_attrs.get("bos_policy") or store_attrs.get("bos_policy") or "paper"
     run_dtype = dtype or src_attrs.get("dtype") or store_attrs.get("dtype") or "float32"
-    shim = type("T", (), {"sha256": sha, "name": name, "ids": text_side.ids})()
-    shim.n_bytes = text_side.n_bytes
+    text_side.sha256, text_side.name = sha, name
     header = {
         **{k: v for k, v in src_attrs.items() if k not in ("format", "store_id", "exported_from")},
-        **kstore.base_header(shim, bos=bos, layers=layers),
+        **kstore.base_header(text_side, bos=bos, layers=layers),
         "dtype": run_dtype,
         "imported_from": str(src),
     }
@@ -316,7 +315,7 @@ def import_vectors(
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     records, metas = [], []
     for j in range(flat.sizes["unit"]):
-        coords = {k: kstore._py(flat[k].values[j]) for k in labels}
+        coords = {k: kstore.label_value(flat[k].values[j]) for k in labels}
         q = str(flat["quantization"].values[j]) if "quantization" in flat.coords else ""
         resolved = {"kind": "imported", "path_or_id": str(src), "commit": None}
         run: dict[str, Any] = {}
@@ -329,7 +328,7 @@ def import_vectors(
                 "spec": str(flat["spec"].values[j]),
                 "coords": coords,
                 "dtype": str(flat["dtype"].values[j]) if "dtype" in flat.coords else run_dtype,
-                "quantization": kstore._quant_in(q),
+                "quantization": kstore.quantization_of(q),
                 "resolved": resolved,
             }
         )

@@ -394,9 +394,9 @@ def _records(path: Path) -> list[dict[str, Any]]:
         out.append(
             {
                 "spec": str(cols["spec"][i]),
-                "coords": {k: _py(cols[k][i]) for k in names},
+                "coords": {k: label_value(cols[k][i]) for k in names},
                 "dtype": str(cols["dtype"][i]),
-                "quantization": _quant_in(cols["quantization"][i]),
+                "quantization": quantization_of(cols["quantization"][i]),
                 "resolved": json.loads(str(cols["resolved"][i]) or "null"),
             }
         )
@@ -410,14 +410,14 @@ def _label_names(path: Path, names: set[str]) -> list[str]:
     return [k for k in listed if k not in RESERVED and k in names]
 
 
-def _py(value: Any) -> Any:
+def label_value(value: Any) -> Any:
     """A numpy scalar as a Python int or str."""
     if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
         return int(value)
     return str(value)
 
 
-def _quant_in(value: Any) -> str | None:
+def quantization_of(value: Any) -> str | None:
     text = str(value)
     return None if text in ("", _NONE) else text
 
@@ -607,9 +607,9 @@ def _unit_records(flat: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
         out.append(
             {
                 "spec": str(cols["spec"][j]),
-                "coords": {k: _py(cols[k][j]) for k in keys},
+                "coords": {k: label_value(cols[k][j]) for k in keys},
                 "dtype": str(cols["dtype"][j]),
-                "quantization": _quant_in(cols["quantization"][j]),
+                "quantization": quantization_of(cols["quantization"][j]),
                 "resolved": json.loads(str(cols["resolved"][j]) or "null"),
                 "run": json.loads(run) if run else {},
             }
@@ -821,19 +821,28 @@ def _v1_dataset(path: Path) -> Any:
     return ds
 
 
-class _Texts:
-    """The text-side coordinates of a store (ids, bytes, domains), for building another."""
+class TextSide:
+    """The text side of a store (ids, bytes, domains, hash, name), for building another."""
 
-    def __init__(self, ids: Sequence[str], n_bytes: Any, domains: Sequence[str] | None) -> None:
+    def __init__(
+        self,
+        ids: Sequence[str],
+        n_bytes: Any,
+        domains: Sequence[str] | None,
+        sha256: str = "",
+        name: str = "",
+    ) -> None:
         self.ids = tuple(str(i) for i in ids)
         self.n_bytes = np.asarray(n_bytes, dtype=np.int64)
         self.domains = tuple(str(d) for d in domains) if domains is not None else None
+        self.sha256 = sha256
+        self.name = name
 
 
-def texts_of(flat: Any) -> _Texts:
+def texts_of(flat: Any) -> TextSide:
     """The text ids, bytes and domains of a flat view."""
     domains = flat["domain"].values if "domain" in flat.variables else None
-    return _Texts(flat["text"].values, flat["text_bytes"].values, domains)
+    return TextSide(flat["text"].values, flat["text_bytes"].values, domains)
 
 
 def write_units(path: Path, flat: Any, header: Mapping[str, Any]) -> None:
