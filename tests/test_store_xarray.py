@@ -97,6 +97,10 @@ def test_pretraining_shape(tmp_path: Path, make_tiny_neox) -> None:
     assert run["tokens"] == int(raw.n_tokens[0].sum()) and run["normaliser"]
     assert json.loads(raw.resolved.values[0])["kind"] == "local"
     assert raw.run.values[3] == ""  # pending: no run record yet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tree = xr.open_datatree(store, engine="zarr")  # a pure zarr hierarchy: no stray files
+    np.testing.assert_array_equal(tree.to_dataset().loglik.values, raw.loglik.values)
 
 
 def test_quantization_shape(tmp_path: Path, make_tiny_neox) -> None:
