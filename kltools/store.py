@@ -452,10 +452,15 @@ def _add_rows(
     if n > n0:
         for a in opened.values():
             a.resize((n, *a.shape[1:]))
+    contiguous = rows == list(range(rows[0], rows[0] + len(rows))) if rows else True
     idx = np.asarray(rows, dtype=np.int64)
 
     def put(name: str, values: list[Any], dtype: Any = object) -> None:
-        opened[name].set_coordinate_selection(idx, np.asarray(values, dtype=dtype))
+        data = np.asarray(values, dtype=dtype)
+        if contiguous:  # the usual case: appended rows, one slice write per chunk
+            opened[name][rows[0] : rows[0] + len(rows)] = data
+        else:
+            opened[name].set_coordinate_selection(idx, data)
 
     for k in names:
         put(
