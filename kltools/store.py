@@ -512,14 +512,15 @@ def prepare(
         old = _records(path)
         _check_units([r for r in old if r["spec"]], records)
         keys = {_key(r): i for i, r in enumerate(old) if r["spec"]}
-        added: list[dict[str, Any]] = []
+        added: dict[str, dict[str, Any]] = {}
         for rec in records:
-            if _key(rec) not in keys and all(_key(rec) != _key(a) for a in added):
-                added.append(dict(rec))
+            k = _key(rec)
+            if k not in keys and k not in added:
+                added[k] = dict(rec)
         if added:
             free = [i for i, r in enumerate(old) if not r["spec"]]
-            for rec, row in zip(added, _add_rows(path, added, free)):
-                keys[_key(rec)] = row
+            for k, row in zip(added, _add_rows(path, list(added.values()), free)):
+                keys[k] = row
     return [keys[_key(rec)] for rec in records]
 
 
