@@ -3,7 +3,7 @@
 Subcommands are registered by the modules that own them (each exposes
 ``register(subparsers)``), so this file stays a dispatcher:
 
-- ``kltools extract`` / ``kltools kl``  -> :mod:`kltools.cli`
+- ``kltools extract`` / ``kl`` / ``export`` / ``import`` -> :mod:`kltools.cli`
 - ``kltools suite build|list``         -> :mod:`kltools.suite.cli`
 - ``kltools rehearsal build|list``     -> :mod:`kltools.rehearsal.cli`
 - ``kltools book build|chapter|check``  -> :mod:`kltools.book`

@@ -1,4 +1,4 @@
-"""``kltools extract`` and ``kltools kl``: parse, validate everything, then call the library.
+"""``kltools extract``, ``kl``, ``export``, ``import``: parse, validate everything, then call the library.
 
 Errors of the user's making are :class:`~kltools.errors.KLToolsError` (one line, exit 2, see
 :mod:`kltools.__main__`). No model is loaded and no store is touched before every argument has
@@ -152,8 +152,43 @@ def cmd_kl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Handler of ``kltools export``."""
+    from pathlib import Path
+
+    from kltools.exchange import export_store
+    from kltools.store import open_units
+
+    if Path(args.to).suffix.lower() not in (".nc", ".csv"):
+        raise KLToolsError(f"--to {args.to} must end in .nc (netCDF) or .csv (long format)")
+    n = open_units(args.store).sizes["unit"]
+    dest = export_store(args.store, args.to)
+    print(f"kltools: wrote {n} units to {dest}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Handler of ``kltools import``."""
+    from kltools.exchange import import_vectors
+    from kltools.texts import load_texts
+
+    texts = load_texts(args.texts) if args.texts else None
+    added = import_vectors(
+        args.source,
+        args.store,
+        texts=texts,
+        dim=args.dim,
+        bos=args.bos,
+        dtype=args.dtype,
+        log=(lambda line: print(line, file=sys.stderr)) if not args.quiet else None,
+    )
+    if not args.quiet:
+        print(f"kltools: imported {len(added)} units into {args.store}", file=sys.stderr)
+    return 0
+
+
 def register(subparsers: Any) -> None:
-    """Add ``extract`` and ``kl`` to the top-level ``kltools`` parser."""
+    """Add ``extract``, ``kl``, ``export`` and ``import`` to the top-level ``kltools`` parser."""
     ex = subparsers.add_parser(
         "extract",
         help="score texts with models into a resumable zarr store",
@@ -202,3 +237,41 @@ def register(subparsers: Any) -> None:
     kl.add_argument("--units", default="bpb", choices=("bpb", "nats"), help="bits/byte or nats")
     kl.add_argument("--csv", default=None, metavar="FILE", help="also write the matrix as CSV")
     kl.set_defaults(func=cmd_kl)
+
+    ex = subparsers.add_parser(
+        "export",
+        help="write a store's vectors to netCDF or CSV",
+        description=(
+            "Write the finished units of a store to a netCDF file (CF attributes, the dataset "
+            "xarray.open_zarr shows) or a long-format CSV (unit labels, text, loglik)."
+        ),
+    )
+    ex.add_argument("--store", required=True, help="zarr store made by kltools extract")
+    ex.add_argument("--to", required=True, metavar="FILE.nc|FILE.csv", help="the file to write")
+    ex.set_defaults(func=cmd_export)
+
+    im = subparsers.add_parser(
+        "import",
+        help="add vectors from netCDF, CSV or a pickle to a store",
+        description=(
+            "Add log-likelihood vectors computed elsewhere to a store (created if missing): a "
+            ".nc or .csv written by kltools export, or a pickle of {name: array} holding summed "
+            "log-likelihoods in nats in the order of --texts. Load only pickles you trust."
+        ),
+    )
+    im.add_argument(
+        "--from", dest="source", required=True, metavar="FILE", help=".nc, .csv or .pkl"
+    )
+    im.add_argument("--store", required=True, help="zarr store (created if missing)")
+    im.add_argument(
+        "--texts",
+        default=None,
+        help="the texts the vectors score (needed for a .pkl or .csv going into a new store)",
+    )
+    im.add_argument("--dim", default="model", help="label of a pickle's keys (default: model)")
+    im.add_argument("--bos", default=None, choices=("paper", "prefix"), help="BOS policy to record")
+    im.add_argument(
+        "--dtype", default=None, choices=("float32", "bfloat16", "float16"), help="dtype to record"
+    )
+    im.add_argument("--quiet", action="store_true", help="no summary lines")
+    im.set_defaults(func=cmd_import)

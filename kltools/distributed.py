@@ -5,7 +5,10 @@ scored by :func:`kltools.extraction.run_unit`, which writes its own region of th
 sets its done flag last. So the units can run on any number of Dask workers at once, all
 writing into the one store (a shared filesystem for remote workers): no two units touch the
 same file, a unit whose worker dies is simply not done (Dask reruns it elsewhere, or the next
-``kltools extract`` run does), and finished units are never lost.
+``kltools extract`` run does), and finished units are never lost. Each worker takes the unit's
+lease (:mod:`kltools.leases`) before computing it, so a Dask run and other ``kltools extract``
+processes on the same store never compute one unit at the same time; the lease of a worker
+that died is taken over by the next worker that gets the unit.
 
 Scheduler specs (``kltools extract --scheduler`` and ``extract(..., scheduler=)``):
 

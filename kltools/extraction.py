@@ -66,7 +66,22 @@ LOGITS_CHUNK_BYTES_CUDA = 256 * 2**20
 CPU_BATCH_TOKENS = 512
 #: upper bound of the automatic CUDA batch, in tokens
 CUDA_MAX_BATCH_TOKENS = 65536
-_RESERVED = ("unit", "text", "layer", "spec", "dtype", "quantization")
+#: names a unit label may not take: the store's own variables (see kltools.store.RESERVED)
+_RESERVED = (
+    "unit",
+    "text",
+    "layer",
+    "spec",
+    "dtype",
+    "quantization",
+    "done",
+    "run",
+    "resolved",
+    "loglik",
+    "n_tokens",
+    "text_bytes",
+    "domain",
+)
 
 
 # --------------------------------------------------------------------------- units
@@ -663,6 +678,9 @@ def score_texts(
 def run_unit(store_path: str, unit_index: int, config: Mapping[str, Any]) -> dict[str, Any]:
     """Score one unit and write it into its region of the store (picklable, for schedulers).
 
+    The unit is computed only if it is not done and this process can take its lease (see
+    :mod:`kltools.leases`); the lease is held, heartbeating, until the done flag is written.
+
     Parameters
     ----------
     store_path : str
@@ -676,16 +694,34 @@ def run_unit(store_path: str, unit_index: int, config: Mapping[str, Any]) -> dic
     Returns
     -------
     dict
-        Summary: spec, tokens, seconds, tokens_per_s, mean_loglik, skipped.
+        Summary: label, skipped (done before), busy (another writer holds the unit: its
+        description), tokens, seconds, tokens_per_s, mean_loglik.
     """
+    from kltools import store as kstore
+    from kltools.leases import Lease
+
+    unit = config["unit"]
+    if kstore.unit_done(store_path, unit_index):
+        return {"label": unit_label(unit), "skipped": True}
+    lease = kstore.claim_unit(store_path, unit_index)
+    if not isinstance(lease, Lease):
+        return {"label": unit_label(unit), "skipped": False, "busy": lease.describe()}
+    with lease:
+        if kstore.unit_done(store_path, unit_index):  # finished by another writer meanwhile
+            return {"label": unit_label(unit), "skipped": True}
+        return _compute_unit(store_path, unit_index, config, lease)
+
+
+def _compute_unit(
+    store_path: str, unit_index: int, config: Mapping[str, Any], lease: Any
+) -> dict[str, Any]:
+    """Load, score and write one unit whose lease this process holds."""
     from transformers.utils import logging as hf_logging
 
     from kltools import store as kstore
     from kltools.models import ModelRef, load_model
 
     unit = config["unit"]
-    if kstore.unit_done(store_path, unit_index):
-        return {"label": unit_label(unit), "skipped": True}
     hf_logging.disable_progress_bar()
     started = time.time()
     ref = ModelRef(**config["ref"])
@@ -713,8 +749,11 @@ def run_unit(store_path: str, unit_index: int, config: Mapping[str, Any]) -> dic
         "commit": loaded.info["commit"],
         "normaliser": res.normaliser,
     }
-    kstore.write_unit(store_path, unit_index, res.loglik, res.n_tokens, meta)
     del loaded
+    if lease.lost and kstore.unit_done(store_path, unit_index):
+        # this process stalled past the lease's ttl and another writer finished the unit
+        return {"label": unit_label(unit), "skipped": True}
+    kstore.write_unit(store_path, unit_index, res.loglik, res.n_tokens, meta)
     return {
         "label": unit_label(unit),
         "skipped": False,
@@ -829,7 +868,8 @@ def extract(
     for rec, ref in zip(records, refs):
         rec["resolved"] = {"kind": ref.kind, "path_or_id": ref.path_or_id, "commit": ref.commit}
     header = kstore.run_header(texts, bos=bos, layers=lens, dtype=dtype, device=dev)
-    indices = kstore.prepare(store, texts, header, records)
+    log = _Reporter(progress, 0)
+    indices = kstore.prepare(store, texts, header, records, log=log.line)
 
     pending: list[tuple[int, dict[str, Any], Any]] = []
     finished: list[dict[str, Any]] = []
@@ -838,7 +878,7 @@ def extract(
             finished.append(rec)
         elif all(i != p[0] for p in pending):
             pending.append((i, rec, ref))
-    log = _Reporter(progress, len(pending))
+    log.start(len(pending))
     for rec in finished:
         log.line(f"kltools: skip {unit_label(rec)} (already in the store)")
 
@@ -855,21 +895,51 @@ def extract(
         }
 
     str_store = str(store)
-    if scheduler is None:
-        for i, rec, ref in pending:
-            cfg = config_of(rec, ref)
-            cfg["on_progress"] = log.advance
-            log.summary(run_unit(str_store, i, cfg))
-    elif isinstance(scheduler, str):
-        if pending:
-            from kltools.distributed import scheduler_client
+    try:
+        if scheduler is None:
+            _run_here(str_store, pending, config_of, log)
+        elif isinstance(scheduler, str):
+            if pending:
+                from kltools.distributed import scheduler_client
 
-            with scheduler_client(scheduler) as client:
-                _run_on(client, str_store, pending, config_of, log)
-    else:
-        _run_on(scheduler, str_store, pending, config_of, log)
-    log.close()
+                with scheduler_client(scheduler) as client:
+                    _run_on(client, str_store, pending, config_of, log)
+        else:
+            _run_on(scheduler, str_store, pending, config_of, log)
+    finally:
+        log.close()
+        from kltools.leases import tidy
+
+        tidy(kstore.writers_dir(store))
     return kstore.open_store(store) if open_result else None
+
+
+def _run_here(
+    store: str,
+    pending: Sequence[tuple[int, dict[str, Any], Any]],
+    config_of: Callable[[dict[str, Any], Any], dict[str, Any]],
+    log: _Reporter,
+) -> None:
+    """Run the pending units in this process; wait for those other writers hold."""
+    todo = list(pending)
+    attempt = 0
+    while todo:
+        busy = []
+        for item in todo:
+            cfg = config_of(item[1], item[2])
+            cfg["on_progress"] = log.advance
+            summary = run_unit(store, item[0], cfg)
+            if summary.get("busy"):
+                log.waiting(summary)
+                busy.append(item)
+            else:
+                log.summary(summary)
+                if summary.get("skipped"):  # finished by another writer while pending here
+                    log.advance(1.0)
+        todo = busy
+        if todo:
+            time.sleep(_wait_seconds(attempt))
+            attempt += 1
 
 
 def _run_on(
@@ -879,11 +949,32 @@ def _run_on(
     config_of: Callable[[dict[str, Any], Any], dict[str, Any]],
     log: _Reporter,
 ) -> None:
-    """Submit every pending unit to an executor; report each as it finishes (in order)."""
-    futures = [executor.submit(run_unit, store, i, config_of(r, f)) for i, r, f in pending]
-    for fut in futures:
-        log.summary(fut.result())
-        log.advance(1.0)
+    """Submit every pending unit to an executor; report each as it finishes (in order).
+
+    Units another writer holds come back ``busy`` and are submitted again after a wait.
+    """
+    todo = list(pending)
+    attempt = 0
+    while todo:
+        futures = [executor.submit(run_unit, store, i, config_of(r, f)) for i, r, f in todo]
+        busy = []
+        for item, fut in zip(todo, futures):
+            summary = fut.result()
+            if summary.get("busy"):
+                log.waiting(summary)
+                busy.append(item)
+            else:
+                log.summary(summary)
+                log.advance(1.0)
+        todo = busy
+        if todo:
+            time.sleep(_wait_seconds(attempt))
+            attempt += 1
+
+
+def _wait_seconds(attempt: int) -> float:
+    """Poll interval while other writers hold units (0.2 s, growing to 2 s)."""
+    return min(2.0, 0.2 * 1.5**attempt)
 
 
 class _Reporter:
@@ -892,7 +983,12 @@ class _Reporter:
     def __init__(self, enabled: bool, n_units: int) -> None:
         self.enabled = enabled
         self.bar = None
-        if enabled and n_units:
+        self.waited: set[str] = set()
+        self.start(n_units)
+
+    def start(self, n_units: int) -> None:
+        """Show the bar over ``n_units`` units (none when 0)."""
+        if self.enabled and n_units and self.bar is None:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(
@@ -913,6 +1009,12 @@ class _Reporter:
     def advance(self, fraction: float) -> None:
         if self.bar is not None:
             self.bar.update(fraction)
+
+    def waiting(self, s: Mapping[str, Any]) -> None:
+        """Say once per unit that another writer holds it."""
+        if s["label"] not in self.waited:
+            self.waited.add(s["label"])
+            self.line(f"kltools: wait {s['label']} (another writer holds it: {s['busy']})")
 
     def summary(self, s: Mapping[str, Any]) -> None:
         if s.get("skipped"):
