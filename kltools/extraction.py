@@ -178,6 +178,78 @@ def encode(tokenizer: Any, text: str, bos: str) -> list[int]:
     raise KLToolsError(f"unknown BOS policy {bos!r}: use one of {', '.join(BOS_POLICIES)}")
 
 
+#: token ids of text sets already tokenised in this process, keyed by
+#: (tokenizer identity, text-set hash, BOS policy); see :func:`tokenise`
+_TOKEN_CACHE: dict[tuple[str, str, str], list[list[int]]] = {}
+#: text sets kept in :data:`_TOKEN_CACHE` (least recently used dropped first)
+TOKEN_CACHE_ENTRIES = 8
+
+
+def tokenizer_identity(tokenizer: Any) -> str | None:
+    """A sha256 naming what a tokenizer does (None when it cannot be named: no caching).
+
+    Hashes the fast tokenizer's full serialisation (vocabulary, merges, normaliser,
+    pre-tokeniser, post-processor), its class and its special-token ids. Computed once per
+    tokenizer object.
+    """
+    import hashlib
+
+    cached = getattr(tokenizer, "_kltools_identity", None)
+    if cached is not None:
+        return cached
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    h = hashlib.sha256(backend.to_str().encode())
+    for part in (type(tokenizer).__name__, tokenizer.bos_token_id, tokenizer.eos_token_id):
+        h.update(repr(part).encode())
+    ident = h.hexdigest()
+    try:
+        tokenizer._kltools_identity = ident
+    except AttributeError:  # pragma: no cover - a tokenizer refusing attributes
+        pass
+    return ident
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    """sha256 over the texts, in order (length-prefixed, so boundaries count)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode()
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def tokenise(tokenizer: Any, texts: Sequence[str], bos: str) -> list[list[int]]:
+    """Token ids of every text under a BOS policy, computed once per process and reused.
+
+    Equal to ``[encode(tokenizer, t, bos) for t in texts]``. The suite's checkpoints share
+    one tokenizer, so a store of many units tokenises its texts once: the ids are cached by
+    :func:`tokenizer_identity`, :func:`texts_digest` and the policy. The ``paper`` policy
+    encodes the whole list in one batched call of the fast tokenizer. The returned lists
+    are shared: do not modify them.
+    """
+    if bos not in BOS_POLICIES:
+        raise KLToolsError(f"unknown BOS policy {bos!r}: use one of {', '.join(BOS_POLICIES)}")
+    ident = tokenizer_identity(tokenizer)
+    key = (ident, texts_digest(texts), bos) if ident is not None else None
+    if key is not None and key in _TOKEN_CACHE:
+        _TOKEN_CACHE[key] = _TOKEN_CACHE.pop(key)  # most recently used last
+        return _TOKEN_CACHE[key]
+    if bos == "paper" and ident is not None and texts:
+        seqs = [[int(t) for t in ids] for ids in tokenizer(list(texts))["input_ids"]]
+    else:
+        seqs = [encode(tokenizer, t, bos) for t in texts]
+    if key is not None:
+        _TOKEN_CACHE[key] = seqs
+        while len(_TOKEN_CACHE) > TOKEN_CACHE_ENTRIES:
+            _TOKEN_CACHE.pop(next(iter(_TOKEN_CACHE)))
+    return seqs
+
+
 @dataclass(frozen=True)
 class Window:
     """One forward window: feed ``seq[start:end]``, score its last ``n_score`` predictions."""
@@ -231,6 +303,10 @@ class ScoreResult:
         How the log-normaliser was computed: ``log_softmax`` (eager float32 log-softmax and
         gather: the paper's arithmetic) or ``fused_logsumexp`` (compiled float32 logsumexp
         and a recomputed target logit; equal up to rounding, see :func:`token_logprobs`).
+    timings : dict
+        Wall seconds of ``tokenise`` (token ids and windows), ``forward`` (the model body)
+        and ``normalise`` (unembedding, log-normaliser, gather and sums). On CUDA the split
+        between the last two follows the host, not the device.
     """
 
     loglik: np.ndarray
@@ -238,6 +314,7 @@ class ScoreResult:
     layers: tuple[int, ...] | None = None
     seconds: float = 0.0
     normaliser: str = "log_softmax"
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -489,17 +566,24 @@ def _batch_logprobs(
     lens: Any,
     chunk: int,
     fused: bool,
+    times: dict[str, float] | None = None,
 ) -> Any:
-    """(rows, M) float32 log-probabilities of the selected flat positions of one batch."""
+    """(rows, M) float32 log-probabilities of the selected flat positions of one batch.
+
+    ``times``: ``forward`` and ``normalise`` wall seconds are added to it.
+    """
     from kltools.lens import lens_logits
 
     flat_t = targets.reshape(-1).index_select(0, sel)
     want_hs = lens is not None
+    t0 = time.perf_counter()
     if split is not None:
         body, head = split
         out = body(
             input_ids=ids, attention_mask=attn, use_cache=False, output_hidden_states=want_hs
         )
+        if times is not None:
+            times["forward"] = times.get("forward", 0.0) + time.perf_counter() - t0
         if lens is None:
             last = out.last_hidden_state
             h = last.reshape(-1, last.shape[-1]).index_select(0, sel)
@@ -508,6 +592,8 @@ def _batch_logprobs(
         lp = token_logprobs(h, flat_t.repeat(len(lens)), head, chunk, fused)
         return lp.reshape(len(lens), -1)
     out = model(input_ids=ids, attention_mask=attn, use_cache=False, output_hidden_states=want_hs)
+    if times is not None:
+        times["forward"] = times.get("forward", 0.0) + time.perf_counter() - t0
     vocab = out.logits.shape[-1]
     rows = []
     for k in lens if lens is not None else (None,):
@@ -563,6 +649,8 @@ def score_texts(
     batch_size: int | None = None,
     text_ids: Sequence[str] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    batch_tokens: int | None = None,
+    token_ids: Sequence[Sequence[int]] | None = None,
 ) -> ScoreResult:
     """Summed log-likelihood of each text under a loaded model (optionally per lens layer).
 
@@ -586,6 +674,12 @@ def score_texts(
         Names of the texts for error messages.
     on_progress : callable, optional
         Called with the fraction of the work done by each batch.
+    batch_tokens : int, optional
+        Tokens per forward pass when ``batch_size`` is None (default
+        :func:`auto_batch_tokens`); ``make bench`` sets it to rerun the earlier fixed size.
+    token_ids : sequence of sequences of int, optional
+        The texts' token ids under ``bos`` when the caller has them; default
+        :func:`tokenise` (cached per tokenizer, text set and policy).
 
     Returns
     -------
@@ -611,8 +705,14 @@ def score_texts(
     ctx = max_length(model, tok)
     t_start = time.perf_counter()
 
-    seqs = [encode(tok, t, bos) for t in texts]
+    if token_ids is not None:
+        if len(token_ids) != len(texts):
+            raise KLToolsError(f"{len(token_ids)} token id lists for {len(texts)} texts")
+        seqs = [list(s) for s in token_ids]
+    else:
+        seqs = tokenise(tok, texts, bos)
     windows = [Window(i, *w) for i, s in enumerate(seqs) for w in rolling_windows(len(s), ctx)]
+    times = {"tokenise": time.perf_counter() - t_start, "forward": 0.0}
     vocab = int(model.get_output_embeddings().weight.shape[0])
     rows = len(lens) if lens is not None else 1
     sums = np.zeros((rows, len(texts)), dtype=np.float64)
@@ -625,14 +725,14 @@ def score_texts(
     fused = int(n_tokens.sum()) * vocab * rows >= COMPILE_MIN_LOGITS
     fused = fused and split is not None and device.type == "cpu" and fused_lse() is not None
     chunk = logits_chunk_rows(vocab, str(device), fused)
-    max_tokens = auto_batch_tokens(model, str(device), rows, chunk)
+    max_tokens = batch_tokens or auto_batch_tokens(model, str(device), rows, chunk)
     if split is None:  # the whole (B, T, V) logits exist: bound them as well
         max_tokens = max(1, min(max_tokens, 4 * LOGITS_CHUNK_BYTES_CUDA // (4 * vocab)))
     batches = _batches(windows, batch_size, max_tokens)
     for batch in batches:
         ids, targets, attn, sel, row_of = (x.to(device) for x in _pack(batch, seqs, pad_id))
         with torch.inference_mode():
-            lp = _batch_logprobs(model, split, ids, attn, targets, sel, lens, chunk, fused)
+            lp = _batch_logprobs(model, split, ids, attn, targets, sel, lens, chunk, fused, times)
             per_window = torch.zeros((rows, len(batch)), dtype=torch.float64, device=device)
             per_window.index_add_(1, row_of, lp.double())
         per_window = per_window.cpu().numpy()
@@ -648,13 +748,44 @@ def score_texts(
             "try --dtype float32 (nothing was stored for this unit)"
         )
     loglik = sums if lens is not None else sums[0]
+    seconds = time.perf_counter() - t_start
+    times["normalise"] = max(0.0, seconds - times["tokenise"] - times["forward"])
     return ScoreResult(
         loglik,
         n_tokens,
         lens,
-        time.perf_counter() - t_start,
+        seconds,
         "fused_logsumexp" if fused else "log_softmax",
+        times,
     )
+
+
+# --------------------------------------------------------------------------- many small units
+#
+# A store of the book holds hundreds of small units: every checkpoint of every run, scored on
+# one text set. What one unit would do on its own is done once for all of them:
+# - the token ids of the text set, once per tokenizer and BOS policy (:func:`tokenise`);
+# - the model object, once per architecture: a later checkpoint only reads its weights
+#   (:func:`kltools.models.load_model_reusing`);
+# - forward batches sized for the model (:func:`auto_batch_tokens`).
+
+
+def load_unit_model(ref: Any, unit: Mapping[str, Any], device: str) -> Any:
+    """The loaded model of one unit, reusing a released model of the same architecture."""
+    from kltools.models import load_model, load_model_reusing
+
+    if unit.get("quantization"):
+        return load_model(
+            ref, dtype=unit["dtype"], device=device, quantization=unit["quantization"]
+        )
+    return load_model_reusing(ref, dtype=unit["dtype"], device=device)
+
+
+def release_unit_model(loaded: Any) -> None:
+    """Hand a unit's model back for the next unit of the same architecture."""
+    from kltools.models import release_model
+
+    release_model(loaded)
 
 
 # --------------------------------------------------------------------------- runs
@@ -681,17 +812,17 @@ def run_unit(store_path: str, unit_index: int, config: Mapping[str, Any]) -> dic
     from transformers.utils import logging as hf_logging
 
     from kltools import store as kstore
-    from kltools.models import ModelRef, load_model
+    from kltools.models import ModelRef
 
     unit = config["unit"]
     if kstore.unit_done(store_path, unit_index):
         return {"label": unit_label(unit), "skipped": True}
     hf_logging.disable_progress_bar()
     started = time.time()
+    t_load = time.perf_counter()
     ref = ModelRef(**config["ref"])
-    loaded = load_model(
-        ref, dtype=unit["dtype"], device=config["device"], quantization=unit["quantization"]
-    )
+    loaded = load_unit_model(ref, unit, config["device"])
+    t_load = time.perf_counter() - t_load
     res = score_texts(
         loaded,
         config["texts"],
@@ -713,7 +844,10 @@ def run_unit(store_path: str, unit_index: int, config: Mapping[str, Any]) -> dic
         "commit": loaded.info["commit"],
         "normaliser": res.normaliser,
     }
+    t_write = time.perf_counter()
     kstore.write_unit(store_path, unit_index, res.loglik, res.n_tokens, meta)
+    t_write = time.perf_counter() - t_write
+    release_unit_model(loaded)
     del loaded
     return {
         "label": unit_label(unit),
@@ -722,6 +856,7 @@ def run_unit(store_path: str, unit_index: int, config: Mapping[str, Any]) -> dic
         "seconds": res.seconds,
         "tokens_per_s": meta["tokens_per_s"],
         "mean_loglik": float(np.mean(res.loglik)),
+        "timings": {"load": t_load, **res.timings, "write": t_write},
     }
 
 
