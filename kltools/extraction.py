@@ -27,7 +27,7 @@ token of context), and the last block is right-aligned to use a full window of c
 Numerics and speed
 ------------------
 Windows are sorted by length (longest first) and batched with right padding and an attention
-mask (:data:`CPU_BATCH_TOKENS` tokens per batch on CPU, :func:`auto_batch_tokens` from free
+mask (:func:`cpu_batch_tokens` tokens per batch on CPU, by model width; from free
 memory on CUDA). For the architectures the lens knows, the model *body* runs on the batch and
 the unembedding runs only on the scored positions, in chunks of :func:`logits_chunk_rows`
 positions, so at most one chunk of full-vocabulary logits exists at a time (memory bounded
@@ -60,10 +60,12 @@ LOGITS_CHUNK_BYTES_CPU = 128 * 2**20
 CPU_CHUNK_MAX_ROWS = 512
 #: bytes of float32 full-vocabulary logits per log-softmax chunk on CUDA
 LOGITS_CHUNK_BYTES_CUDA = 256 * 2**20
-#: tokens per forward batch on CPU when ``batch_size`` is None: a ~450-token window runs
-#: alone (one window per forward measured ~5% faster in fp32 than padded batches of 2-8);
-#: shorter windows are batched together
+#: tokens per forward batch on CPU when ``batch_size`` is None, for a model of hidden size
+#: 512 (Pythia-70m: a ~450-token window runs alone, measured ~5% faster in fp32 than padded
+#: batches of 2-8); narrower models get proportionally more, see :func:`cpu_batch_tokens`
 CPU_BATCH_TOKENS = 512
+#: at most this many tokens per CPU forward batch (the narrowest models)
+CPU_MAX_BATCH_TOKENS = 8192
 #: upper bound of the automatic CUDA batch, in tokens
 CUDA_MAX_BATCH_TOKENS = 65536
 _RESERVED = ("unit", "text", "layer", "spec", "dtype", "quantization")
@@ -374,19 +376,32 @@ def batch_tokens_for_memory(
     return int(min(CUDA_MAX_BATCH_TOKENS, max(256, usable // per_token)))
 
 
+def cpu_batch_tokens(hidden: int) -> int:
+    """Tokens per CPU forward batch for a model of width ``hidden``.
+
+    :data:`CPU_BATCH_TOKENS` at width 512 and above; a narrower model gets proportionally
+    more tokens (up to :data:`CPU_MAX_BATCH_TOKENS`), so that the fixed cost of a forward
+    call (Python, masks, rotary tables) is spread over as much arithmetic as a wide model's
+    batch. For the tiny suite's widths 32 / 64 / 128: 8192 / 4096 / 2048 tokens; a forward of
+    512 tokens of the width-32 model spent most of its time outside the arithmetic.
+    """
+    scaled = CPU_BATCH_TOKENS * 512 // max(1, int(hidden))
+    return int(min(CPU_MAX_BATCH_TOKENS, max(CPU_BATCH_TOKENS, scaled)))
+
+
 def auto_batch_tokens(model: Any, device: str, lens_rows: int, chunk_rows: int) -> int:
     """Tokens per forward batch when ``batch_size`` is None.
 
-    On CPU a fixed :data:`CPU_BATCH_TOKENS` (measured by ``make bench``). On CUDA,
-    :func:`batch_tokens_for_memory` of the free memory reported by
+    On CPU :func:`cpu_batch_tokens` of the model's width (measured by ``make bench``). On
+    CUDA, :func:`batch_tokens_for_memory` of the free memory reported by
     ``torch.cuda.mem_get_info`` after the weights are loaded.
     """
-    if not str(device).startswith("cuda"):
-        return CPU_BATCH_TOKENS
-    import torch
-
     cfg = getattr(model.config, "text_config", None) or model.config
     d = int(getattr(cfg, "hidden_size", 1024))
+    if not str(device).startswith("cuda"):
+        return cpu_batch_tokens(d)
+    import torch
+
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     return batch_tokens_for_memory(
         int(free),
