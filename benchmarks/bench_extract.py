@@ -23,6 +23,15 @@ because the machine may be shared. Sections:
 4. scale-out: ``extract(..., scheduler="local:2")`` against one process with two torch
    threads, on several units of the tiny shape (with and without the cluster start).
 5. analysis: ``kl_matrix`` on 10,000 vectors x 10,000 texts (Gram form, float64).
+6. the book's workload: every checkpoint of one suite run (``tiny-s``, 34 units) on the
+   suite's first 300 texts, extracted into a store by the present per-unit path (a fresh
+   ``from_pretrained`` per unit, per-text tokenisation, 16 windows per batch as
+   ``params/tiny.yaml`` had it; :func:`present_path`) and by the many-units path, in this
+   process, interleaved. Printed: wall and CPU seconds, the split per unit into load /
+   tokenise / forward / normalise / write, the ratio, the achieved FLOP/s against the float32
+   roofline of the run's own shape, the largest difference of any value, and a projection
+   of the pretraining store (every checkpoint of every run) at N = 1000 and 2000 texts.
+   Skipped (with a line saying so) when the suite is not built (``make suite``).
 
 ``--quick`` shrinks every size (tiny shapes, a few texts, one repeat) so that
 ``tests/test_bench.py`` runs the same code in seconds; its numbers mean nothing.

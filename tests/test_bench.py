@@ -103,3 +103,24 @@ def test_gpu_check_without_cuda_refuses() -> None:
         pytest.skip("this machine has CUDA")
     proc = _run("gpu_check.py", timeout=120)
     assert proc.returncode == 2 and "--dry-run" in proc.stdout
+
+
+def test_bench_book_workload_quick(tmp_path: Path, smoke_suite_root: Path) -> None:
+    """Section 6 on the smoke suite: both paths run, the timings add up, the values agree."""
+    out = tmp_path / "book.json"
+    env = {**ENV, "KLTOOLS_SUITE_ROOT": str(smoke_suite_root)}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_extract.py"), "--quick"]
+    cmd += ["--book-only", "--json", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== 6. the book's workload" in proc.stdout and "skipped" not in proc.stdout
+    assert "projected pretraining store" in proc.stdout
+    data = json.loads(out.read_text())
+    for path in ("now", "present"):
+        parts = [data[f"book workload {path} {k} s"] for k in ("load", "forward", "write")]
+        assert all(p > 0 for p in parts)
+        assert sum(parts) <= data[f"book workload {path} seconds"]
+    assert data["book workload max abs diff (nats)"] <= 1e-4
+    assert data["book workload now / present"] > 0
+    assert math.isfinite(data["book workload roofline fraction"])
+    assert any(k.startswith("pretraining store projected seconds") for k in data)
