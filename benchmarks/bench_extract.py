@@ -518,6 +518,7 @@ def section_book(
     cfg = read_config(resolve_model(units[0].spec))
     d, vocab = cfg["hidden_size"], cfg["vocab_size"]
     roof = B.matmul_roofline("float32", 4096, d, vocab)
+    roof_cpu = B.matmul_roofline("float32", 4096, d, vocab, clock=time.process_time)
     print(
         f"  {len(units)} units x {len(texts.texts)} texts (mean {texts.mean_bytes:.0f} bytes); "
         f"{_cfg_line(run, cfg)}; float32 roofline (F.linear 4096 x {d} x {vocab}) "
@@ -565,6 +566,12 @@ def section_book(
         "ratio is the steadier one; wall time counts the other users' load)"
     )
     results["book workload now / present (CPU time)"] = cpu_best["present"] / cpu_best["now"]
+    print(
+        f"  by CPU time: the float32 roofline runs at {roof_cpu / 1e9:.1f} GFLOP per CPU-second; "
+        f"the whole extraction, now, at {flops / cpu_best['now'] / roof_cpu:.1%} of it "
+        f"(present {flops / cpu_best['present'] / roof_cpu:.1%})"
+    )
+    results["book workload roofline fraction (CPU time)"] = flops / cpu_best["now"] / roof_cpu
     compute = parts["now"]["forward"] + parts["now"]["normalise"]
     print(
         "  per unit, now: "
@@ -630,10 +637,13 @@ def _project_pretraining(
 ) -> None:
     """The pretraining store (every checkpoint of every run) at N texts, from measured speeds.
 
-    Per size, the final checkpoint scores the first max(N) texts with the new path (tokens/s
-    of forward + normalise); each unit adds the load, tokenise and write time per unit just
-    measured. Linear in N (extraction is).
+    Per size, the final checkpoint scores the first max(N) texts with the new path (tokens
+    per CPU-second: with one torch thread, the speed of one core however loaded the machine
+    is); each unit adds the load, tokenise and write time per unit just measured. Linear in N
+    (extraction is).
     """
+    import torch
+
     from kltools.extraction import score_texts
     from kltools.models import load_model
 
@@ -641,7 +651,7 @@ def _project_pretraining(
     for m in catalogue:
         if m["kind"] == "checkpoint":
             runs.setdefault(m["name"], []).append(m)
-    per_unit = sum(measured[k] for k in ("load", "tokenise", "write")) / n_measured
+    per_unit = sum(measured[k] for k in ("load", "tokenise", "write")) / n_measured  # wall
     n_max = min(max(sizes_n), len(texts_all.texts))
     tlist = list(texts_all.texts[:n_max])
     speed: dict[str, tuple[float, int]] = {}
@@ -651,12 +661,12 @@ def _project_pretraining(
             continue
         loaded = load_model(ckpts[-1]["spec"], device="cpu")
         score_texts(loaded, tlist[:16])  # warm-up
+        c0 = time.process_time()
         res = score_texts(loaded, tlist)
-        t = res.timings
-        speed[size] = (res.total_tokens / (t["forward"] + t["normalise"]), res.total_tokens)
+        speed[size] = (res.total_tokens / (time.process_time() - c0), res.total_tokens)
     print(
-        "  scoring speed of each size, now (forward + normalise): "
-        + ", ".join(f"{s} {v[0]:.0f} tokens/s" for s, v in speed.items())
+        "  scoring speed of each size, now, per CPU-second: "
+        + ", ".join(f"{s} {v[0]:.0f} tokens" for s, v in speed.items())
     )
     for n in sizes_n:
         n_eff = min(n, len(texts_all.texts))
@@ -666,8 +676,8 @@ def _project_pretraining(
             total += len(ckpts) * (per_unit + tok * n_eff / n_max / tps)
         n_units = sum(len(c) for c in runs.values())
         print(
-            f"  projected pretraining store, {n_units} units x {n_eff} texts: {total:.0f} s "
-            f"({total / 60:.1f} min) on this machine now"
+            f"  projected pretraining store, {n_units} units x {n_eff} texts: {total:.0f} "
+            f"CPU-seconds ({total / 60:.1f} min; with {torch.get_num_threads()} torch threads)"
         )
         results[f"pretraining store projected seconds N={n_eff}"] = total
 

@@ -35,6 +35,15 @@ by the chunk, never by batch x sequence x vocabulary; the lens stacks its layers
 same chunked pass). Log-softmax is float32 whatever the model dtype (see
 :func:`token_logprobs`); the gathered target log-probabilities are summed per text in
 float64. Batched and one-at-a-time results agree to 1e-4 nats (tested).
+
+Many small units
+----------------
+A store of the book holds hundreds of small units (every checkpoint of every suite run) on
+one text set. :func:`run_unit` therefore keeps, per process, what does not change between
+units: the token ids of the text set (:func:`tokenise`, keyed by tokenizer identity, text-set
+hash and BOS policy) and one model object per architecture, whose weights alone are read for
+the next checkpoint (:func:`kltools.models.load_model_reusing`). Values are those of the
+per-unit path up to the float32 batching floor (tested on every unit of the smoke suite).
 """
 
 from __future__ import annotations
@@ -307,7 +316,7 @@ class ScoreResult:
         and a recomputed target logit; equal up to rounding, see :func:`token_logprobs`).
     timings : dict
         Wall seconds of ``tokenise`` (token ids and windows), ``forward`` (the model body)
-        and ``normalise`` (unembedding, log-normaliser, gather and sums). On CUDA the split
+        and ``normalise`` (the rest: packing, unembedding, log-normaliser, gather, sums). On CUDA the split
         between the last two follows the host, not the device.
     """
 
@@ -713,6 +722,8 @@ def score_texts(
         raise KLToolsError(f"unknown BOS policy {bos!r}: use one of {', '.join(BOS_POLICIES)}")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise KLToolsError(f"batch size {batch_size!r} must be a positive integer")
+    if batch_tokens is not None and (not isinstance(batch_tokens, int) or batch_tokens < 1):
+        raise KLToolsError(f"batch tokens {batch_tokens!r} must be a positive integer")
     model, tok = loaded.model, loaded.tokenizer
     label = loaded.ref.spec
     n_layer = int(getattr(model.config, "num_hidden_layers", 0) or 0)
