@@ -263,6 +263,16 @@ def section_inprocess(
         f"{roof['bfloat16'] / roof['float32']:.2f} / the paper's fp32 roofline fraction); "
         f"kltools bf16 reaches x{results[f'{key} in-process kltools bf16 / paper fp32']:.2f}"
     )
+    from kltools.models import cpu_native_dtypes
+
+    native = "bfloat16" in cpu_native_dtypes()
+    emulated = best["kltools fp32"] / min(best["kltools bf16"], best["kltools bf16 fused"])
+    print(
+        f"  bfloat16 matmul on this CPU: {'native' if native else 'EMULATED (no AVX-512 BF16/AMX)'}"
+        f"; kltools bf16 / kltools fp32 = x{emulated:.2f}"
+    )
+    results[f"{key} kltools bf16 / kltools fp32"] = emulated
+    results["cpu native bfloat16"] = float(native)
     # the logit lens: all L + 1 layers
     lens_rows = cfg["num_hidden_layers"] + 1
     lens_flops = B.linear_flops_per_token(cfg, mean_ctx, lens_rows) * lens_tok

@@ -60,7 +60,9 @@ def test_bench_quick(tmp_path: Path) -> None:
         "== 3. whole processes",
         "== 4. scale-out",
         "== 5. kl_matrix",
+        "== 6. the book's workload",
         "== targets",
+        "bfloat16 matmul on this CPU",
     ):
         assert section in text, section
     assert "--quick" in text.splitlines()[0]
