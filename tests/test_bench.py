@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _run(script: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+def _run(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
@@ -113,7 +113,7 @@ def test_bench_book_workload_quick(tmp_path: Path, smoke_suite_root: Path) -> No
     env = {**ENV, "KLTOOLS_SUITE_ROOT": str(smoke_suite_root)}
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_extract.py"), "--quick"]
     cmd += ["--book-only", "--json", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== 6. the book's workload" in proc.stdout and "skipped" not in proc.stdout
     assert "projected pretraining store" in proc.stdout
