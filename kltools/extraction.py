@@ -49,6 +49,7 @@ per-unit path up to the float32 batching floor (tested on every unit of the smok
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -194,6 +195,7 @@ def encode(tokenizer: Any, text: str, bos: str) -> list[int]:
 _TOKEN_CACHE: dict[tuple[str, str, str], list[list[int]]] = {}
 #: text sets kept in :data:`_TOKEN_CACHE` (least recently used dropped first)
 TOKEN_CACHE_ENTRIES = 8
+_TOKEN_LOCK = threading.Lock()
 
 
 def tokenizer_identity(tokenizer: Any) -> str | None:
@@ -247,17 +249,20 @@ def tokenise(tokenizer: Any, texts: Sequence[str], bos: str) -> list[list[int]]:
         raise KLToolsError(f"unknown BOS policy {bos!r}: use one of {', '.join(BOS_POLICIES)}")
     ident = tokenizer_identity(tokenizer)
     key = (ident, texts_digest(texts), bos) if ident is not None else None
-    if key is not None and key in _TOKEN_CACHE:
-        _TOKEN_CACHE[key] = _TOKEN_CACHE.pop(key)  # most recently used last
-        return _TOKEN_CACHE[key]
+    if key is not None:
+        with _TOKEN_LOCK:
+            if key in _TOKEN_CACHE:
+                _TOKEN_CACHE[key] = _TOKEN_CACHE.pop(key)  # most recently used last
+                return _TOKEN_CACHE[key]
     if bos == "paper" and ident is not None and texts:
         seqs = [[int(t) for t in ids] for ids in tokenizer(list(texts))["input_ids"]]
     else:
         seqs = [encode(tokenizer, t, bos) for t in texts]
     if key is not None:
-        _TOKEN_CACHE[key] = seqs
-        while len(_TOKEN_CACHE) > TOKEN_CACHE_ENTRIES:
-            _TOKEN_CACHE.pop(next(iter(_TOKEN_CACHE)))
+        with _TOKEN_LOCK:  # units may run in threads (a thread-pool scheduler)
+            _TOKEN_CACHE[key] = seqs
+            while len(_TOKEN_CACHE) > TOKEN_CACHE_ENTRIES:
+                _TOKEN_CACHE.pop(next(iter(_TOKEN_CACHE)))
     return seqs
 
 
