@@ -77,7 +77,7 @@ def units_from_specs(specs: Sequence[str]) -> list[Any]:
 def cmd_extract(args: argparse.Namespace) -> int:
     """Handler of ``kltools extract``."""
     from kltools.extraction import extract
-    from kltools.models import check_quantization
+    from kltools.models import check_quantization, low_precision_note, resolve_device
     from kltools.texts import load_texts
 
     layers = parse_layers(args.layers)
@@ -90,6 +90,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         units = [replace(u, quantization=quantization) for u in units]
+    note = low_precision_note(args.dtype, resolve_device(args.device))
+    if note and not args.quiet:
+        print(note, file=sys.stderr)
     extract(
         units,
         texts,

@@ -27,7 +27,7 @@ token of context), and the last block is right-aligned to use a full window of c
 Numerics and speed
 ------------------
 Windows are sorted by length (longest first) and batched with right padding and an attention
-mask (:data:`CPU_BATCH_TOKENS` tokens per batch on CPU, :func:`auto_batch_tokens` from free
+mask (:func:`cpu_batch_tokens` tokens per batch on CPU, by model width; from free
 memory on CUDA). For the architectures the lens knows, the model *body* runs on the batch and
 the unembedding runs only on the scored positions, in chunks of :func:`logits_chunk_rows`
 positions, so at most one chunk of full-vocabulary logits exists at a time (memory bounded
@@ -35,11 +35,21 @@ by the chunk, never by batch x sequence x vocabulary; the lens stacks its layers
 same chunked pass). Log-softmax is float32 whatever the model dtype (see
 :func:`token_logprobs`); the gathered target log-probabilities are summed per text in
 float64. Batched and one-at-a-time results agree to 1e-4 nats (tested).
+
+Many small units
+----------------
+A store of the book holds hundreds of small units (every checkpoint of every suite run) on
+one text set. :func:`run_unit` therefore keeps, per process, what does not change between
+units: the token ids of the text set (:func:`tokenise`, keyed by tokenizer identity, text-set
+hash and BOS policy) and one model object per architecture, whose weights alone are read for
+the next checkpoint (:func:`kltools.models.load_model_reusing`). Values are those of the
+per-unit path up to the float32 batching floor (tested on every unit of the smoke suite).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,10 +70,12 @@ LOGITS_CHUNK_BYTES_CPU = 128 * 2**20
 CPU_CHUNK_MAX_ROWS = 512
 #: bytes of float32 full-vocabulary logits per log-softmax chunk on CUDA
 LOGITS_CHUNK_BYTES_CUDA = 256 * 2**20
-#: tokens per forward batch on CPU when ``batch_size`` is None: a ~450-token window runs
-#: alone (one window per forward measured ~5% faster in fp32 than padded batches of 2-8);
-#: shorter windows are batched together
+#: tokens per forward batch on CPU when ``batch_size`` is None, for a model of hidden size
+#: 512 (Pythia-70m: a ~450-token window runs alone, measured ~5% faster in fp32 than padded
+#: batches of 2-8); narrower models get proportionally more, see :func:`cpu_batch_tokens`
 CPU_BATCH_TOKENS = 512
+#: at most this many tokens per CPU forward batch (the narrowest models)
+CPU_MAX_BATCH_TOKENS = 8192
 #: upper bound of the automatic CUDA batch, in tokens
 CUDA_MAX_BATCH_TOKENS = 65536
 #: names a unit label may not take: the store's own variables (see kltools.store.RESERVED)
@@ -193,6 +205,82 @@ def encode(tokenizer: Any, text: str, bos: str) -> list[int]:
     raise KLToolsError(f"unknown BOS policy {bos!r}: use one of {', '.join(BOS_POLICIES)}")
 
 
+#: token ids of text sets already tokenised in this process, keyed by
+#: (tokenizer identity, text-set hash, BOS policy); see :func:`tokenise`
+_TOKEN_CACHE: dict[tuple[str, str, str], list[list[int]]] = {}
+#: text sets kept in :data:`_TOKEN_CACHE` (least recently used dropped first)
+TOKEN_CACHE_ENTRIES = 8
+_TOKEN_LOCK = threading.Lock()
+
+
+def tokenizer_identity(tokenizer: Any) -> str | None:
+    """A sha256 naming what a tokenizer does (None when it cannot be named: no caching).
+
+    Hashes the fast tokenizer's full serialisation (vocabulary, merges, normaliser,
+    pre-tokeniser, post-processor), its class and its special-token ids. Computed once per
+    tokenizer object.
+    """
+    import hashlib
+
+    cached = getattr(tokenizer, "_kltools_identity", None)
+    if cached is not None:
+        return cached
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    h = hashlib.sha256(backend.to_str().encode())
+    for part in (type(tokenizer).__name__, tokenizer.bos_token_id, tokenizer.eos_token_id):
+        h.update(repr(part).encode())
+    ident = h.hexdigest()
+    try:
+        tokenizer._kltools_identity = ident
+    except AttributeError:  # pragma: no cover - a tokenizer refusing attributes
+        pass
+    return ident
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    """sha256 over the texts, in order (length-prefixed, so boundaries count)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode()
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def tokenise(tokenizer: Any, texts: Sequence[str], bos: str) -> list[list[int]]:
+    """Token ids of every text under a BOS policy, computed once per process and reused.
+
+    Equal to ``[encode(tokenizer, t, bos) for t in texts]``. The suite's checkpoints share
+    one tokenizer, so a store of many units tokenises its texts once: the ids are cached by
+    :func:`tokenizer_identity`, :func:`texts_digest` and the policy. The ``paper`` policy
+    encodes the whole list in one batched call of the fast tokenizer. The returned lists
+    are shared: do not modify them.
+    """
+    if bos not in BOS_POLICIES:
+        raise KLToolsError(f"unknown BOS policy {bos!r}: use one of {', '.join(BOS_POLICIES)}")
+    ident = tokenizer_identity(tokenizer)
+    key = (ident, texts_digest(texts), bos) if ident is not None else None
+    if key is not None:
+        with _TOKEN_LOCK:
+            if key in _TOKEN_CACHE:
+                _TOKEN_CACHE[key] = _TOKEN_CACHE.pop(key)  # most recently used last
+                return _TOKEN_CACHE[key]
+    if bos == "paper" and ident is not None and texts:
+        seqs = [[int(t) for t in ids] for ids in tokenizer(list(texts))["input_ids"]]
+    else:
+        seqs = [encode(tokenizer, t, bos) for t in texts]
+    if key is not None:
+        with _TOKEN_LOCK:  # units may run in threads (a thread-pool scheduler)
+            _TOKEN_CACHE[key] = seqs
+            while len(_TOKEN_CACHE) > TOKEN_CACHE_ENTRIES:
+                _TOKEN_CACHE.pop(next(iter(_TOKEN_CACHE)))
+    return seqs
+
+
 @dataclass(frozen=True)
 class Window:
     """One forward window: feed ``seq[start:end]``, score its last ``n_score`` predictions."""
@@ -246,6 +334,10 @@ class ScoreResult:
         How the log-normaliser was computed: ``log_softmax`` (eager float32 log-softmax and
         gather: the paper's arithmetic) or ``fused_logsumexp`` (compiled float32 logsumexp
         and a recomputed target logit; equal up to rounding, see :func:`token_logprobs`).
+    timings : dict
+        Wall seconds of ``tokenise`` (token ids and windows), ``forward`` (the model body)
+        and ``normalise`` (the rest: packing, unembedding, log-normaliser, gather, sums). On CUDA the split
+        between the last two follows the host, not the device.
     """
 
     loglik: np.ndarray
@@ -253,6 +345,7 @@ class ScoreResult:
     layers: tuple[int, ...] | None = None
     seconds: float = 0.0
     normaliser: str = "log_softmax"
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -312,19 +405,32 @@ def batch_tokens_for_memory(
     return int(min(CUDA_MAX_BATCH_TOKENS, max(256, usable // per_token)))
 
 
+def cpu_batch_tokens(hidden: int) -> int:
+    """Tokens per CPU forward batch for a model of width ``hidden``.
+
+    :data:`CPU_BATCH_TOKENS` at width 512 and above; a narrower model gets proportionally
+    more tokens (up to :data:`CPU_MAX_BATCH_TOKENS`), so that the fixed cost of a forward
+    call (Python, masks, rotary tables) is spread over as much arithmetic as a wide model's
+    batch. For the tiny suite's widths 32 / 64 / 128: 8192 / 4096 / 2048 tokens; a forward of
+    512 tokens of the width-32 model spent most of its time outside the arithmetic.
+    """
+    scaled = CPU_BATCH_TOKENS * 512 // max(1, int(hidden))
+    return int(min(CPU_MAX_BATCH_TOKENS, max(CPU_BATCH_TOKENS, scaled)))
+
+
 def auto_batch_tokens(model: Any, device: str, lens_rows: int, chunk_rows: int) -> int:
     """Tokens per forward batch when ``batch_size`` is None.
 
-    On CPU a fixed :data:`CPU_BATCH_TOKENS` (measured by ``make bench``). On CUDA,
-    :func:`batch_tokens_for_memory` of the free memory reported by
+    On CPU :func:`cpu_batch_tokens` of the model's width (measured by ``make bench``). On
+    CUDA, :func:`batch_tokens_for_memory` of the free memory reported by
     ``torch.cuda.mem_get_info`` after the weights are loaded.
     """
-    if not str(device).startswith("cuda"):
-        return CPU_BATCH_TOKENS
-    import torch
-
     cfg = getattr(model.config, "text_config", None) or model.config
     d = int(getattr(cfg, "hidden_size", 1024))
+    if not str(device).startswith("cuda"):
+        return cpu_batch_tokens(d)
+    import torch
+
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     return batch_tokens_for_memory(
         int(free),
@@ -504,17 +610,24 @@ def _batch_logprobs(
     lens: Any,
     chunk: int,
     fused: bool,
+    times: dict[str, float] | None = None,
 ) -> Any:
-    """(rows, M) float32 log-probabilities of the selected flat positions of one batch."""
+    """(rows, M) float32 log-probabilities of the selected flat positions of one batch.
+
+    ``times``: ``forward`` and ``normalise`` wall seconds are added to it.
+    """
     from kltools.lens import lens_logits
 
     flat_t = targets.reshape(-1).index_select(0, sel)
     want_hs = lens is not None
+    t0 = time.perf_counter()
     if split is not None:
         body, head = split
         out = body(
             input_ids=ids, attention_mask=attn, use_cache=False, output_hidden_states=want_hs
         )
+        if times is not None:
+            times["forward"] = times.get("forward", 0.0) + time.perf_counter() - t0
         if lens is None:
             last = out.last_hidden_state
             h = last.reshape(-1, last.shape[-1]).index_select(0, sel)
@@ -523,6 +636,8 @@ def _batch_logprobs(
         lp = token_logprobs(h, flat_t.repeat(len(lens)), head, chunk, fused)
         return lp.reshape(len(lens), -1)
     out = model(input_ids=ids, attention_mask=attn, use_cache=False, output_hidden_states=want_hs)
+    if times is not None:
+        times["forward"] = times.get("forward", 0.0) + time.perf_counter() - t0
     vocab = out.logits.shape[-1]
     rows = []
     for k in lens if lens is not None else (None,):
@@ -578,6 +693,8 @@ def score_texts(
     batch_size: int | None = None,
     text_ids: Sequence[str] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    batch_tokens: int | None = None,
+    token_ids: Sequence[Sequence[int]] | None = None,
 ) -> ScoreResult:
     """Summed log-likelihood of each text under a loaded model (optionally per lens layer).
 
@@ -601,6 +718,12 @@ def score_texts(
         Names of the texts for error messages.
     on_progress : callable, optional
         Called with the fraction of the work done by each batch.
+    batch_tokens : int, optional
+        Tokens per forward pass when ``batch_size`` is None (default
+        :func:`auto_batch_tokens`); ``make bench`` sets it to rerun the earlier fixed size.
+    token_ids : sequence of sequences of int, optional
+        The texts' token ids under ``bos`` when the caller has them; default
+        :func:`tokenise` (cached per tokenizer, text set and policy).
 
     Returns
     -------
@@ -619,6 +742,8 @@ def score_texts(
         raise KLToolsError(f"unknown BOS policy {bos!r}: use one of {', '.join(BOS_POLICIES)}")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise KLToolsError(f"batch size {batch_size!r} must be a positive integer")
+    if batch_tokens is not None and (not isinstance(batch_tokens, int) or batch_tokens < 1):
+        raise KLToolsError(f"batch tokens {batch_tokens!r} must be a positive integer")
     model, tok = loaded.model, loaded.tokenizer
     label = loaded.ref.spec
     n_layer = int(getattr(model.config, "num_hidden_layers", 0) or 0)
@@ -626,8 +751,14 @@ def score_texts(
     ctx = max_length(model, tok)
     t_start = time.perf_counter()
 
-    seqs = [encode(tok, t, bos) for t in texts]
+    if token_ids is not None:
+        if len(token_ids) != len(texts):
+            raise KLToolsError(f"{len(token_ids)} token id lists for {len(texts)} texts")
+        seqs = [list(s) for s in token_ids]
+    else:
+        seqs = tokenise(tok, texts, bos)
     windows = [Window(i, *w) for i, s in enumerate(seqs) for w in rolling_windows(len(s), ctx)]
+    times = {"tokenise": time.perf_counter() - t_start, "forward": 0.0}
     vocab = int(model.get_output_embeddings().weight.shape[0])
     rows = len(lens) if lens is not None else 1
     sums = np.zeros((rows, len(texts)), dtype=np.float64)
@@ -640,14 +771,14 @@ def score_texts(
     fused = int(n_tokens.sum()) * vocab * rows >= COMPILE_MIN_LOGITS
     fused = fused and split is not None and device.type == "cpu" and fused_lse() is not None
     chunk = logits_chunk_rows(vocab, str(device), fused)
-    max_tokens = auto_batch_tokens(model, str(device), rows, chunk)
+    max_tokens = batch_tokens or auto_batch_tokens(model, str(device), rows, chunk)
     if split is None:  # the whole (B, T, V) logits exist: bound them as well
         max_tokens = max(1, min(max_tokens, 4 * LOGITS_CHUNK_BYTES_CUDA // (4 * vocab)))
     batches = _batches(windows, batch_size, max_tokens)
     for batch in batches:
         ids, targets, attn, sel, row_of = (x.to(device) for x in _pack(batch, seqs, pad_id))
         with torch.inference_mode():
-            lp = _batch_logprobs(model, split, ids, attn, targets, sel, lens, chunk, fused)
+            lp = _batch_logprobs(model, split, ids, attn, targets, sel, lens, chunk, fused, times)
             per_window = torch.zeros((rows, len(batch)), dtype=torch.float64, device=device)
             per_window.index_add_(1, row_of, lp.double())
         per_window = per_window.cpu().numpy()
@@ -663,13 +794,44 @@ def score_texts(
             "try --dtype float32 (nothing was stored for this unit)"
         )
     loglik = sums if lens is not None else sums[0]
+    seconds = time.perf_counter() - t_start
+    times["normalise"] = max(0.0, seconds - times["tokenise"] - times["forward"])
     return ScoreResult(
         loglik,
         n_tokens,
         lens,
-        time.perf_counter() - t_start,
+        seconds,
         "fused_logsumexp" if fused else "log_softmax",
+        times,
     )
+
+
+# --------------------------------------------------------------------------- many small units
+#
+# A store of the book holds hundreds of small units: every checkpoint of every run, scored on
+# one text set. What one unit would do on its own is done once for all of them:
+# - the token ids of the text set, once per tokenizer and BOS policy (:func:`tokenise`);
+# - the model object, once per architecture: a later checkpoint only reads its weights
+#   (:func:`kltools.models.load_model_reusing`);
+# - forward batches sized for the model (:func:`auto_batch_tokens`).
+
+
+def load_unit_model(ref: Any, unit: Mapping[str, Any], device: str) -> Any:
+    """The loaded model of one unit, reusing a released model of the same architecture."""
+    from kltools.models import load_model, load_model_reusing
+
+    if unit.get("quantization"):
+        return load_model(
+            ref, dtype=unit["dtype"], device=device, quantization=unit["quantization"]
+        )
+    return load_model_reusing(ref, dtype=unit["dtype"], device=device)
+
+
+def release_unit_model(loaded: Any) -> None:
+    """Hand a unit's model back for the next unit of the same architecture."""
+    from kltools.models import release_model
+
+    release_model(loaded)
 
 
 # --------------------------------------------------------------------------- runs
@@ -719,15 +881,15 @@ def _compute_unit(
     from transformers.utils import logging as hf_logging
 
     from kltools import store as kstore
-    from kltools.models import ModelRef, load_model
+    from kltools.models import ModelRef
 
     unit = config["unit"]
     hf_logging.disable_progress_bar()
     started = time.time()
+    t_load = time.perf_counter()
     ref = ModelRef(**config["ref"])
-    loaded = load_model(
-        ref, dtype=unit["dtype"], device=config["device"], quantization=unit["quantization"]
-    )
+    loaded = load_unit_model(ref, unit, config["device"])
+    t_load = time.perf_counter() - t_load
     res = score_texts(
         loaded,
         config["texts"],
@@ -749,11 +911,14 @@ def _compute_unit(
         "commit": loaded.info["commit"],
         "normaliser": res.normaliser,
     }
+    release_unit_model(loaded)
     del loaded
     if lease.lost and kstore.unit_done(store_path, unit_index):
         # this process stalled past the lease's ttl and another writer finished the unit
         return {"label": unit_label(unit), "skipped": True}
+    t_write = time.perf_counter()
     kstore.write_unit(store_path, unit_index, res.loglik, res.n_tokens, meta)
+    t_write = time.perf_counter() - t_write
     return {
         "label": unit_label(unit),
         "skipped": False,
@@ -761,6 +926,7 @@ def _compute_unit(
         "seconds": res.seconds,
         "tokens_per_s": meta["tokens_per_s"],
         "mean_loglik": float(np.mean(res.loglik)),
+        "timings": {"load": t_load, **res.timings, "write": t_write},
     }
 
 

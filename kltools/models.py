@@ -456,3 +456,190 @@ def n_layers_of(ref: ModelRef) -> int:
         if cfg.get(key) is not None:
             return int(cfg[key])
     raise KLToolsError(f"model {ref.spec!r}: config.json names no number of layers")
+
+
+# --------------------------------------------------------------------------- low precision on CPU
+
+#: ``/proc/cpuinfo`` flags that mean native matrix arithmetic in a dtype (x86 and Arm names)
+NATIVE_FLAGS: dict[str, tuple[str, ...]] = {
+    "bfloat16": ("avx512_bf16", "amx_bf16", "bf16"),
+    "float16": ("avx512_fp16", "amx_fp16", "fphp"),
+}
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (``flags`` on x86, ``Features`` on Arm).
+
+    ``cpuinfo``: the text to read instead of ``/proc/cpuinfo``. Empty where unreadable.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def native_dtypes_of(flags: set[str]) -> frozenset[str]:
+    """The low-precision dtypes that CPU ``flags`` multiply natively (:data:`NATIVE_FLAGS`)."""
+    return frozenset(d for d, wanted in NATIVE_FLAGS.items() if flags & set(wanted))
+
+
+def cpu_native_dtypes() -> frozenset[str]:
+    """The low-precision dtypes this CPU multiplies natively (``bfloat16``, ``float16``).
+
+    Read from the CPU flags (:data:`NATIVE_FLAGS`: AVX-512 BF16 or AMX for bfloat16,
+    AVX-512 FP16 or AMX-FP16 for float16, and the Arm equivalents). Elsewhere PyTorch emulates
+    the dtype (converting to float32 around every multiply), which is slower than float32.
+    ``$KLTOOLS_CPU_NATIVE`` (a comma-separated list, ``none`` for neither) overrides the
+    detection, e.g. to see the message of a machine without them.
+    """
+    forced = os.environ.get("KLTOOLS_CPU_NATIVE")
+    if forced is not None:
+        names = {n.strip() for n in forced.split(",") if n.strip() and n.strip() != "none"}
+        return frozenset(n for n in names if n in NATIVE_FLAGS)
+    return native_dtypes_of(cpu_flags())
+
+
+def low_precision_note(dtype: str, device: str) -> str | None:
+    """One line for a user who asks for ``dtype`` on a CPU that only emulates it, else None."""
+    if dtype == "float32" or device != "cpu" or dtype in cpu_native_dtypes():
+        return None
+    return (
+        f"kltools: note: this CPU has no native {dtype} matrix instructions, so {dtype} is "
+        "emulated and runs slower than float32 here (use --dtype float32 for speed)"
+    )
+
+
+# --------------------------------------------------------------------------- many units
+
+#: model skeletons kept for reuse, keyed by (config text, tokenizer files' hash, dtype, device)
+_SKELETONS: dict[tuple[str, ...], tuple[Any, Any, dict[str, str]]] = {}
+
+
+def _reuse_key(ref: ModelRef, dtype: str, device: str) -> tuple[str, ...] | None:
+    """The skeleton key of a local checkpoint with one safetensors file, else None.
+
+    Checkpoints of one run share the key: the same ``config.json`` text and the same
+    tokenizer files (by content; each checkpoint folder may hold its own copy).
+    """
+    if ref.kind == "hub":
+        return None
+    folder = Path(ref.path_or_id)
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        return None
+    import hashlib
+
+    tok_dir = _tokenizer_dir(folder)
+    h = hashlib.sha256()
+    for f in sorted(tok_dir.iterdir()):
+        if f.is_file() and (
+            f.name.startswith(("tokenizer", "special_tokens"))
+            or f.suffix in (".model", ".txt")
+            or f.name == "vocab.json"
+        ):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    config = (folder / "config.json").read_text()
+    return (config, h.hexdigest(), dtype, device)
+
+
+def _checkpoint_renames(model: Any, state: dict[str, Any]) -> dict[str, str] | None:
+    """How the keys of a checkpoint file map onto ``model.state_dict()`` keys, or None.
+
+    transformers renames some keys while loading (GPT-NeoX's ``embed_out`` becomes
+    ``lm_head``). Keys present in both keep their name; every other model key is matched to
+    the one file key holding an identical tensor. None when a key has no unique match.
+    """
+    import torch
+
+    own = model.state_dict()
+    renames = {k: k for k in own if k in state}
+    left_file = [k for k in state if k not in own]
+    for key in (k for k in own if k not in state):
+        hits = [
+            f
+            for f in left_file
+            if state[f].shape == own[key].shape
+            and torch.equal(state[f].to(own[key].dtype), own[key].detach().cpu())
+        ]
+        if len(hits) != 1:
+            return None
+        renames[hits[0]] = key
+        left_file.remove(hits[0])
+    return renames
+
+
+def load_model_reusing(
+    ref: ModelRef, *, dtype: str = "float32", device: str = "cpu"
+) -> LoadedModel:
+    """:func:`load_model`, reusing a released model of the same architecture when there is one.
+
+    Many units of a store are checkpoints of one run: the same ``config.json`` and tokenizer,
+    other weights. A model handed back by :func:`release_model` is taken out of the cache
+    (so two threads never share one) and only its weights are read from
+    ``model.safetensors`` (renamed as transformers renames them, then
+    ``load_state_dict(strict=True)``, cast to ``dtype``); the tokenizer object is reused. The
+    result equals a fresh :func:`load_model` (same modules, buffers and weights; tested).
+    Anything unusual (hub models, quantization, sharded weights, keys that do not map) is
+    loaded fresh by :func:`load_model`.
+    """
+    from safetensors.torch import load_file
+
+    key = _reuse_key(ref, dtype, device)
+    held = _SKELETONS.pop(key, None) if key is not None else None
+    if held is not None:
+        model, tokenizer, renames = held
+        try:
+            state = load_file(str(Path(ref.path_or_id) / "model.safetensors"), device=device)
+            if set(state) != set(renames):
+                raise ValueError("other keys")
+            import torch
+
+            with torch.no_grad():
+                model.load_state_dict({renames[k]: v for k, v in state.items()}, strict=True)
+        except (RuntimeError, OSError, ValueError):
+            held = None
+    if held is None:
+        loaded = load_model(ref, dtype=dtype, device=device)
+        if key is not None:
+            try:
+                state = load_file(str(Path(ref.path_or_id) / "model.safetensors"), device="cpu")
+                renames = _checkpoint_renames(loaded.model, state)
+            except (RuntimeError, OSError, ValueError):
+                renames = None
+            if renames is not None:
+                loaded.info["reuse"] = (key, renames)
+        return loaded
+    model.eval()
+    info = {
+        "dtype": dtype,
+        "device": device,
+        "quantization": None,
+        "source": ref.path_or_id,
+        "commit": ref.commit,
+        "n_layers": int(getattr(model.config, "num_hidden_layers", 0) or 0),
+        "max_length": max_length(model, tokenizer),
+        "reuse": (key, renames),
+    }
+    return LoadedModel(model=model, tokenizer=tokenizer, ref=ref, info=info)
+
+
+def release_model(loaded: LoadedModel) -> None:
+    """Hand a model loaded by :func:`load_model_reusing` back for the next checkpoint.
+
+    The caller must not use ``loaded`` afterwards (its weights will be overwritten). One
+    skeleton is kept per architecture.
+    """
+    reuse = loaded.info.get("reuse")
+    if reuse is not None:
+        key, renames = reuse
+        _SKELETONS[key] = (loaded.model, loaded.tokenizer, renames)
+
+
+def clear_reuse_cache() -> None:
+    """Forget every kept model skeleton (frees their memory)."""
+    _SKELETONS.clear()

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _run(script: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+def _run(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
@@ -60,7 +60,9 @@ def test_bench_quick(tmp_path: Path) -> None:
         "== 3. whole processes",
         "== 4. scale-out",
         "== 5. kl_matrix",
+        "== 6. the book's workload",
         "== targets",
+        "bfloat16 matmul on this CPU",
     ):
         assert section in text, section
     assert "--quick" in text.splitlines()[0]
@@ -103,3 +105,24 @@ def test_gpu_check_without_cuda_refuses() -> None:
         pytest.skip("this machine has CUDA")
     proc = _run("gpu_check.py", timeout=120)
     assert proc.returncode == 2 and "--dry-run" in proc.stdout
+
+
+def test_bench_book_workload_quick(tmp_path: Path, smoke_suite_root: Path) -> None:
+    """Section 6 on the smoke suite: both paths run, the timings add up, the values agree."""
+    out = tmp_path / "book.json"
+    env = {**ENV, "KLTOOLS_SUITE_ROOT": str(smoke_suite_root)}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_extract.py"), "--quick"]
+    cmd += ["--book-only", "--json", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== 6. the book's workload" in proc.stdout and "skipped" not in proc.stdout
+    assert "projected pretraining store" in proc.stdout
+    data = json.loads(out.read_text())
+    for path in ("now", "present"):
+        parts = [data[f"book workload {path} {k} s"] for k in ("load", "forward", "write")]
+        assert all(p > 0 for p in parts)
+        assert sum(parts) <= data[f"book workload {path} seconds"]
+    assert data["book workload max abs diff (nats)"] <= 1e-4
+    assert data["book workload now / present"] > 0
+    assert math.isfinite(data["book workload roofline fraction"])
+    assert any(k.startswith("pretraining store projected seconds") for k in data)

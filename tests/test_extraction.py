@@ -214,3 +214,79 @@ def test_fused_normaliser_matches_log_softmax_in_float32(
     else:
         assert fused.normaliser == "fused_logsumexp"
         assert not np.array_equal(fused.loglik, eager.loglik)
+
+
+# ------------------------------------------------------------------ many small units
+
+
+def test_tokenise_cached_equals_encode(tiny_neox: Path, long_texts: list[str]) -> None:
+    """The cached, batched tokenisation is the per-text encode, for both policies."""
+    import kltools.extraction as kx
+
+    tok = load_model(str(tiny_neox), device="cpu").tokenizer
+    for bos in ("paper", "prefix"):
+        kx._TOKEN_CACHE.clear()
+        first = kx.tokenise(tok, long_texts + SHORT, bos)
+        assert first == [encode(tok, t, bos) for t in long_texts + SHORT]
+        assert kx.tokenise(tok, long_texts + SHORT, bos) is first  # reused, not recomputed
+    # another text set, order or policy is another entry
+    assert kx.tokenise(tok, SHORT[::-1], "paper") == [encode(tok, t, "paper") for t in SHORT[::-1]]
+    assert kx.texts_digest(["ab", "c"]) != kx.texts_digest(["a", "bc"])
+    # a tokenizer with other merges has another identity
+    other = load_model(str(tiny_neox), device="cpu").tokenizer
+    assert kx.tokenizer_identity(other) == kx.tokenizer_identity(tok)
+    with pytest.raises(KLToolsError, match="BOS policy"):
+        kx.tokenise(tok, SHORT, "nope")
+
+
+def test_cpu_batch_tokens_grow_for_narrow_models() -> None:
+    from kltools.extraction import CPU_BATCH_TOKENS, CPU_MAX_BATCH_TOKENS, cpu_batch_tokens
+
+    assert cpu_batch_tokens(512) == cpu_batch_tokens(4096) == CPU_BATCH_TOKENS
+    assert cpu_batch_tokens(128) == 4 * CPU_BATCH_TOKENS
+    assert cpu_batch_tokens(16) == CPU_MAX_BATCH_TOKENS
+
+
+def test_smoke_stores_unchanged_by_the_many_units_path(
+    tmp_path: Path, smoke_suite_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every unit of the smoke suite: the many-units path gives the per-unit path's values.
+
+    The per-unit path (a fresh ``from_pretrained`` per unit, per-text tokenisation, 16
+    windows per batch as the book used) is the extraction before the speed work; the new
+    path reuses model skeletons and token ids and sizes batches by tokens. Values may differ
+    only by the float32 batching floor (1e-4 nats per text, see the module docstring).
+    """
+    import kltools.extraction as kx
+    from kltools.models import clear_reuse_cache
+    from kltools.suite import list_models
+    from kltools.texts import load_texts
+
+    texts = load_texts("smoke").subset(n=32)  # the texts params/smoke.yaml scores
+    units = [
+        Unit(m["spec"], {"model": m["name"], "step": m["step"] if m["step"] is not None else -1})
+        for m in list_models("smoke")
+        if m["built"] and not str(m.get("variant") or "").startswith("bnb")
+    ]
+    assert len(units) > 40  # every checkpoint of every run, and the variants
+    kx._TOKEN_CACHE.clear()
+    clear_reuse_cache()
+    new = extract(units, texts, tmp_path / "new.zarr", device="cpu", progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(
+            kx,
+            "load_unit_model",
+            lambda ref, unit, device: load_model(ref, dtype=unit["dtype"], device=device),
+        )
+        m.setattr(kx, "release_unit_model", lambda loaded: None)
+        m.setattr(kx, "tokenise", lambda tok, ts, bos: [encode(tok, t, bos) for t in ts])
+        old = extract(
+            units, texts, tmp_path / "old.zarr", batch_size=16, device="cpu", progress=False
+        )
+    assert new.loglik.shape == old.loglik.shape
+    np.testing.assert_array_equal(new.n_tokens.values, old.n_tokens.values)
+    a, b = new.loglik.values, old.loglik.values
+    present = np.isfinite(b)  # (model, step) pairs a run does not have are NaN in both
+    np.testing.assert_array_equal(np.isfinite(a), present)
+    assert present.sum() == len(units) * len(texts.texts)
+    assert np.abs(a - b)[present].max() <= 1e-4

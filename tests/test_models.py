@@ -137,3 +137,82 @@ def test_refuses_unquantized(tiny_neox: Path) -> None:
 def test_refuses_4bit_cpu_odd_sizes(tiny_neox: Path) -> None:
     with pytest.raises(KLToolsError, match="multiple of 64 .got 32"):
         load_model(str(tiny_neox), device="cpu", quantization="fp4")
+
+
+# ------------------------------------------------------------------ many units: model reuse
+
+
+def test_reused_model_equals_fresh_load(run_dir: Path) -> None:
+    """A released model reloaded with the next checkpoint's weights is that checkpoint."""
+    from kltools.models import clear_reuse_cache, load_model_reusing, release_model
+
+    clear_reuse_cache()
+    first = load_model_reusing(resolve_model(f"{run_dir}@step1"), device="cpu")
+    skeleton = first.model
+    release_model(first)
+    second = load_model_reusing(resolve_model(f"{run_dir}@step10"), device="cpu")
+    assert second.model is skeleton  # reused, not rebuilt
+    fresh = load_model(f"{run_dir}@step10", device="cpu")
+    got, want = second.model.state_dict(), fresh.model.state_dict()
+    assert got.keys() == want.keys()
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    for (name, a), (_, b) in zip(second.model.named_buffers(), fresh.model.named_buffers()):
+        assert torch.equal(a, b), name
+    ids = torch.tensor([[1, 5, 9, 3, 7]])
+    with torch.no_grad():
+        assert torch.equal(second.model(ids).logits, fresh.model(ids).logits)
+    # not released: the next load must not share it
+    third = load_model_reusing(resolve_model(f"{run_dir}@step1"), device="cpu")
+    assert third.model is not second.model
+    assert second.info["source"] == fresh.info["source"]
+    clear_reuse_cache()
+
+
+# ------------------------------------------------------------------ low precision on CPU
+
+CPUINFO_EPYC = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+CPUINFO_SPR = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 avx512_fp16\n"
+CPUINFO_ARM = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
+
+
+def test_native_dtypes_from_cpu_flags() -> None:
+    from kltools.models import cpu_flags, native_dtypes_of
+
+    assert native_dtypes_of(cpu_flags(CPUINFO_EPYC)) == frozenset()
+    assert native_dtypes_of(cpu_flags(CPUINFO_SPR)) == {"bfloat16", "float16"}
+    assert native_dtypes_of(cpu_flags(CPUINFO_ARM)) == {"bfloat16"}
+    assert cpu_flags("no flags here") == set()
+
+
+def test_low_precision_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kltools.models import low_precision_note
+
+    monkeypatch.setenv("KLTOOLS_CPU_NATIVE", "none")
+    note = low_precision_note("bfloat16", "cpu")
+    assert note is not None and "no native bfloat16" in note and "\n" not in note
+    assert "float16" in (low_precision_note("float16", "cpu") or "")
+    assert low_precision_note("float32", "cpu") is None
+    assert low_precision_note("bfloat16", "cuda") is None
+    monkeypatch.setenv("KLTOOLS_CPU_NATIVE", "bfloat16")
+    assert low_precision_note("bfloat16", "cpu") is None
+    assert low_precision_note("float16", "cpu") is not None
+
+
+@pytest.mark.parametrize("native", ["none", "bfloat16"])
+def test_extract_cli_says_bfloat16_is_emulated(
+    native: str, tmp_path: Path, tiny_neox: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``kltools extract --dtype bfloat16 --device cpu``: one line where bf16 is emulated."""
+    from kltools.__main__ import main
+
+    texts = tmp_path / "t.txt"
+    texts.write_text("We the People of the United States\n\nFour score and seven years ago")
+    monkeypatch.setenv("KLTOOLS_CPU_NATIVE", native)
+    args = ["extract", "--model", str(tiny_neox), "--texts", str(texts), "--dtype", "bfloat16"]
+    rc = main([*args, "--device", "cpu", "--store", str(tmp_path / "s.zarr")])
+    assert rc == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "no native" in ln]
+    assert len(notes) == (1 if native == "none" else 0)
+    if notes:
+        assert notes[0].startswith("kltools: note:") and "bfloat16" in notes[0]
