@@ -231,7 +231,13 @@ def quantization_store(s: Settings) -> xr.Dataset:
         ]
     path = store_path(s, "quantization")
     _extract(s, units, path)
-    return open_store(path, dims=("model", "variant"))
+    if not cat.quantization.notna().any():
+        return open_store(path, dims=("model", "variant"))
+    # hub copies are quantized at load time: their units also differ in ``quantization``, which
+    # the variant determines; collapse that label (the other cells are NaN)
+    ds = open_store(path, dims=("model", "variant", "quantization"))
+    loglik = ds.loglik.max("quantization", skipna=True, keep_attrs=True)
+    return ds.drop_dims("quantization").assign(loglik=loglik)
 
 
 #: floor setting -> (dtype, batch size; None = the run's batch size)
