@@ -9,13 +9,24 @@ PARAMS ?= params/$(PROFILE).yaml
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONHASHSEED ?= 0
+# The rehearsal of the pythia profile (params/rehearsal.yaml): the hub path offline, on the
+# rehearsal hub's small models (kltools rehearsal build), with stores apart from real pythia runs.
+REHEARSAL_ROOT := $(CURDIR)/rehearsal-hub
+REHEARSAL_ENV := HF_HUB_CACHE=$(REHEARSAL_ROOT)/hub HF_HUB_OFFLINE=1 KLTOOLS_DATA_ROOT=$(REHEARSAL_ROOT)/data
+ifeq ($(PARAMS),params/rehearsal.yaml)
+export HF_HUB_CACHE := $(REHEARSAL_ROOT)/hub
+export HF_HUB_OFFLINE := 1
+export KLTOOLS_DATA_ROOT := $(REHEARSAL_ROOT)/data
+endif
 
-.PHONY: help env test book book-check results teach suite chapter bench gpu-check lint format clean distclean
+.PHONY: help env test book rehearsal rehearsal-book book-check results teach suite chapter bench gpu-check lint format clean distclean
 
 help:
 	@echo "make book      build the suite (if missing), execute every chapter, render _build/html (PROFILE=tiny|smoke|pythia)"
 	@echo "make test      run the test suite"
 	@echo "make chapter CH=<name> PARAMS=<file>   rerun one chapter with a parameter file"
+	@echo "make rehearsal-book  the pythia profile rehearsed offline on a CPU: builds rehearsal-hub/, then"
+	@echo "                     every chapter with params/rehearsal.yaml through the hub code path, and checks it"
 	@echo "make book-check  check the rendered book, every page in headless Chromium too (PROFILE=...)"
 	@echo "make results   the pairs and verdicts every executed chapter wrote (FORMAT=text|json|csv)"
 	@echo "make teach     student (no solutions) and teacher versions of every chapter in build/teach"
@@ -40,7 +51,14 @@ test: env
 	$(PY) -m pytest -q
 
 book: env
-	$(PY) -m kltools book build --profile $(PROFILE)
+	$(PY) -m kltools book build --profile $(PROFILE) --params $(PARAMS)
+
+rehearsal: env
+	$(PY) -m kltools rehearsal build --root $(REHEARSAL_ROOT)
+
+rehearsal-book: rehearsal
+	$(REHEARSAL_ENV) $(PY) -m kltools book build --profile pythia --params params/rehearsal.yaml
+	$(REHEARSAL_ENV) $(PY) -m kltools book check --profile pythia
 
 book-check: env
 	$(PY) -m kltools book check --profile $(PROFILE) --browser

@@ -123,9 +123,143 @@ def _suite_rows(s: Settings) -> list[Deviation]:
     ]
 
 
-def deviations(s: Settings) -> list[Deviation]:
-    """Every way a run with settings ``s`` differs from the paper."""
+def _pythia_rows(s: Settings) -> list[Deviation]:
+    """Where a run of the ``pythia`` profile departs from the paper's own setting."""
+    from kltools.sources import layer_models
+    from kltools.sources.pythia import pythia_steps
+
+    rows: list[Deviation] = []
+    paper_steps = pythia_steps()
+    if s.steps and set(paper_steps) - set(s.steps):
+        kept = len(set(paper_steps) & {int(t) for t in s.steps})
+        rows.append(
+            Deviation(
+                "checkpoints",
+                f"all {len(paper_steps)} Pythia revisions (step0 … step143000)",
+                f"{kept} of them (`steps`)",
+                "a parameter of this run (fewer downloads and extractions)",
+                PRETRAINING,
+            )
+        )
+    for topic, value, paper_value, chapters in (
+        ("warm-up end", s.after_step, 2000, PRETRAINING),
+        ("Early/Later size", s.early_later_k, 50, ("consecutive", "scale")),
+        ("diffusion window", s.window, 10, ("diffusion",)),
+        ("diffusion start", s.min_start, 1000, ("diffusion",)),
+    ):
+        if value != paper_value:
+            rows.append(
+                Deviation(
+                    topic,
+                    f"{paper_value:,}",
+                    f"{value:,}",
+                    "a parameter of this run (fewer checkpoints)",
+                    chapters,
+                )
+            )
+    if not s.weight_space:
+        rows.append(
+            Deviation(
+                "weight-space exponents",
+                "c_W from the Pythia checkpoints (Fig. 5)",
+                "not computed (`weight_space: false`): the claim c_ℓ < c_W is not tested",
+                "reads every revision of a run (streamed, two checkpoints at a time)",
+                ("diffusion",),
+            )
+        )
+    if s.dtype != "float16":
+        rows.append(
+            Deviation(
+                "weight dtype",
+                "float16 (log-softmax in float32)",
+                f"{s.dtype} (log-softmax in float32)",
+                "16-bit matrix products are slow on a CPU",
+                EVERY,
+            )
+        )
+    compute = "float16" if s.device == "cuda" else "float32"
+    rows.append(
+        Deviation(
+            "quantized models",
+            "up to 50 popular hub models; bnb int8 and fp4 (float16 compute)",
+            f"{len(s.hub_models)} hub models with {', '.join(s.quant_schemes or ('bnb-int8', 'bnb-fp4', 'bnb-nf4'))}"
+            f" at load time, 4-bit compute dtype {compute}; nf4 under its own label",
+            "the paper does not list its 50 models",
+            ("quantization", "floor", "scale"),
+        )
+    )
+    rows.append(
+        Deviation(
+            "fine-tuned models",
+            "parent→child pairs from hub metadata (66 FT pairs)",
+            "hub model cards (base_model) when online, else the checked-in "
+            f"{s.lineages_file or 'kltools/data/lineages.json'}",
+            "the paper does not list its models; the list is checked in for offline runs",
+            ("finetuning", "scale"),
+        )
+    )
+    paper_layers = ("meta-llama/Llama-2-7b-hf", "meta-llama/Meta-Llama-3-8B")
+    if tuple(layer_models(s).values()) != paper_layers:
+        rows.append(
+            Deviation(
+                "layer models",
+                "Llama-2-7b, Llama-3-8B (32 layers)",
+                ", ".join(layer_models(s).values()),
+                "a parameter of this run",
+                ("layers", "scale"),
+            )
+        )
+    return rows
+
+
+def _rehearsal_rows(s: Settings) -> list[Deviation]:
+    """The rehearsal's stand-ins (:mod:`kltools.rehearsal`): the hub path on small models."""
+    from kltools.rehearsal import plan as P
+
+    shapes = ", ".join(f"{k}: width {h}, {n} blocks" for k, (h, n, _) in P.PYTHIA_SHAPES.items())
+    return [
+        Deviation(
+            "models (rehearsal)",
+            "the real hub models: Pythia 410M–6.9B, PolyPythia, 7–8B Llama/Mistral/Qwen/OLMo",
+            "the rehearsal hub: small models of the same architecture classes under the real "
+            f"repository ids and revisions ({shapes}; hub roots width 64), trained here for "
+            f"{P.TOTAL_UPDATES} updates (Pythia step S ≥ 1000 = update {P.update_of_step(1000) - 1} + "
+            "S/1000; the steps 1 … 512 = updates 1 … 10)",
+            "rehearses the hub code path offline on a CPU; its numbers test the pipeline, "
+            "not the paper's claims",
+            EVERY,
+        ),
+        Deviation(
+            "texts (rehearsal)",
+            "the Pile (monology/pile-uncopyrighted)",
+            "the paper's Pile recipe applied to held-out documents of the suite corpus",
+            "offline: no Pile download",
+            EVERY,
+        ),
+    ]
+
+
+def rehearsal_active() -> bool:
+    """Whether this process reads a rehearsal hub (``HF_HUB_CACHE`` names one)."""
+    import os
+    from pathlib import Path
+
+    cache = os.environ.get("HF_HUB_CACHE") or (
+        str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else ""
+    )
+    return bool(cache) and (Path(cache).parent / "rehearsal.json").is_file()
+
+
+def deviations(s: Settings, rehearsal: bool | None = None) -> list[Deviation]:
+    """Every way a run with settings ``s`` differs from the paper.
+
+    ``rehearsal``: the run reads the rehearsal hub (default: :func:`rehearsal_active`), whose
+    stand-in models and texts are listed too.
+    """
     from kltools import paper
+
+    if rehearsal is None:
+        rehearsal = s.profile == "pythia" and rehearsal_active()
 
     rows: list[Deviation] = []
     n_paper = paper.TEXT_SET["n_texts"]
@@ -142,6 +276,9 @@ def deviations(s: Settings) -> list[Deviation]:
         )
     if s.profile != "pythia":
         rows += _suite_rows(s)
+    else:
+        rows += _rehearsal_rows(s) if rehearsal else []
+        rows += _pythia_rows(s)
     if s.n_boot != 100:
         rows.append(
             Deviation(
@@ -192,8 +329,11 @@ def chapter_table(s: Settings, chapter: str) -> pd.DataFrame:
     )
 
 
-def page(profiles: tuple[str, ...] = ("tiny", "smoke", "pythia")) -> str:
-    """A Markdown page: for each profile (at its default parameters), every deviation."""
+def page(profiles: tuple[str, ...] = ("tiny", "smoke", "pythia", "rehearsal")) -> str:
+    """A Markdown page: for each profile (at its default parameters), every deviation.
+
+    ``rehearsal`` is ``params/rehearsal.yaml``: the pythia profile on the rehearsal hub.
+    """
     import yaml
 
     from kltools.paths import project_root
@@ -211,15 +351,20 @@ def page(profiles: tuple[str, ...] = ("tiny", "smoke", "pythia")) -> str:
         for chapter in doc.get("chapters", {}).values():
             merged.update(chapter or {})
         s = Settings.from_parameters(merged)
+        title = (
+            f"## Profile `{name}`"
+            if name != "rehearsal"
+            else "## Rehearsal of `pythia` (`params/rehearsal.yaml`, the rehearsal hub)"
+        )
         out += [
-            f"## Profile `{name}`",
+            title,
             "",
             "| topic | paper | ours | why | chapters |",
             "|---|---|---|---|---|",
         ]
         out += [
             f"| {d.topic} | {d.paper} | {d.ours} | {d.why} | {', '.join(d.chapters)} |"
-            for d in deviations(s)
+            for d in deviations(s, rehearsal=name == "rehearsal")
         ]
         out.append("")
     return "\n".join(out)

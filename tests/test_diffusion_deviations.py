@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 
 from kltools.config import Settings
 from kltools.settings import diffusion as D
@@ -68,6 +69,7 @@ def test_both_spaces_go_through_the_same_grid() -> None:
 
 def test_deviations_are_computed_from_the_profile() -> None:
     from kltools.deviations import chapter_table, deviations, page
+    from kltools.paths import project_root
 
     tiny = Settings()
     text = " ".join(f"{d.topic}: {d.ours}" for d in deviations(tiny))
@@ -76,9 +78,23 @@ def test_deviations_are_computed_from_the_profile() -> None:
     assert "first/last 10 of 25 one-interval pairs per size" in text
     assert "the first 300 texts" in text
     assert set(chapter_table(tiny, "layers").topic) >= {"layer models", "texts"}
-    pythia = Settings(profile="pythia", textset="pile", n_texts=10000)
-    assert [d.topic for d in deviations(pythia)] == ["numerical floor"]
-    assert "## Profile `pythia`" in page()
+    doc = yaml.safe_load((project_root() / "params" / "pythia.yaml").read_text())
+    merged = dict(doc["common"])
+    for section in doc["chapters"].values():
+        merged.update(section or {})
+    pythia = Settings.from_parameters(merged)
+    # the paper's own setting: only what the paper leaves open or the book adds
+    assert [d.topic for d in deviations(pythia, rehearsal=False)] == [
+        "weight-space exponents",  # off by default: c_l < c_W is then not tested
+        "quantized models",
+        "fine-tuned models",
+        "numerical floor",
+    ]
+    thinned = pythia.replace(steps=[1000, 2000, 3000], window=3, dtype="float32")
+    topics = [d.topic for d in deviations(thinned, rehearsal=True)]
+    assert {"checkpoints", "diffusion window", "weight dtype", "models (rehearsal)"} <= set(topics)
+    assert "3 of them" in " ".join(d.ours for d in deviations(thinned, rehearsal=False))
+    assert "## Profile `pythia`" in page() and "## Rehearsal of `pythia`" in page()
 
 
 def test_the_deviations_page_is_generated_from_the_code() -> None:

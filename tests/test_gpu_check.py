@@ -40,18 +40,20 @@ def test_pythia_section_dry_run(tmp_path: Path) -> None:
 
 
 def test_parameter_counts_are_pythias() -> None:
-    from kltools.experiments.pretraining import _pythia_params
+    from kltools.sources.pythia import SIZES
 
     for size in ("410m", "1b", "1.4b", "2.8b", "6.9b"):
-        assert C.param_count(C.REAL_SHAPES[f"EleutherAI/pythia-{size}"]) == _pythia_params(size)
+        assert C.param_count(C.REAL_SHAPES[f"EleutherAI/pythia-{size}"]) == SIZES[size]
 
 
 def test_full_run_counts_what_the_profile_extracts() -> None:
-    from kltools.experiments.pretraining import pretraining_units
+    from kltools.config import Settings
+    from kltools.settings.stores import pretraining_units
 
     work = C.full_run()
     pre = [w for w in work if w.chapter == "pretraining"]
-    assert sum(w.units for w in pre) == len(pretraining_units("pythia"))
+    assert sum(w.units for w in pre) == len(pretraining_units(Settings(profile="pythia")))
+    assert sum(w.units for w in pre) == 5 * 154 - 1 + 7 * 154  # sizes, seeds, minus 1b@116000
     by_repo = {w.repo: w.units for w in pre}
     assert by_repo["EleutherAI/pythia-1b"] == by_repo["EleutherAI/pythia-410m"] - 1  # step116000
     assert "EleutherAI/pythia-410m-seed3" not in by_repo

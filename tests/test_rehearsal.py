@@ -42,7 +42,8 @@ def test_step_map_is_monotone_and_covers_the_paper_grid() -> None:
 
 
 def test_full_plan_holds_what_the_pythia_profile_asks_for() -> None:
-    from kltools.experiments.pretraining import pretraining_units
+    from kltools.config import Settings
+    from kltools.settings.stores import pretraining_units
 
     runs = {r.repo: r for r in P.pythia_runs()}
     assert len(runs) == 5 + 9  # every size, and PolyPythia seeds 1..9 (3 and 4 included)
@@ -50,7 +51,7 @@ def test_full_plan_holds_what_the_pythia_profile_asks_for() -> None:
     assert 116000 not in runs["EleutherAI/pythia-1b"].steps
     assert {115000, 116000, 117000} <= set(runs["EleutherAI/pythia-410m"].steps)
     steps = P.rehearsal_steps()
-    for unit in pretraining_units("pythia", steps=steps):
+    for unit in pretraining_units(Settings(profile="pythia", steps=steps)):
         repo, rev = unit.spec.split("@")
         assert int(rev.removeprefix("step")) in runs[repo].steps, unit.spec
     hub = {h.repo: h for h in P.hub_models()}
@@ -226,6 +227,50 @@ def test_hub_weight_distances_stream_the_cached_revisions(hub: Path) -> None:
     assert np.isnan(da.sel(step=4000, lag=1).item())
 
 
+def test_diffusion_weight_distances_on_the_hub_path_equal_the_definition(
+    hub: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The diffusion setting's D_W of a hub run, streamed from the cached revisions, equals the
+    definition computed here from the snapshot files; the run's missing revision is skipped."""
+    from safetensors.numpy import load_file
+
+    from kltools.config import Settings
+    from kltools.errors import KLToolsError
+    from kltools.settings import diffusion
+
+    monkeypatch.setenv("KLTOOLS_DATA_ROOT", str(tmp_path / "data"))
+    s = Settings(profile="pythia", window=2, weight_models=("pythia-1b",))
+    grid = [512, 1000, 2000, 3000, 115000, 116000, 117000]
+    da = diffusion.run_weight_distances(s, "pythia-1b", grid)
+    steps = [t for t in grid if t != 116000]  # pythia-1b has no step116000 (on the hub either)
+    assert da["step"].values.tolist() == steps
+    snaps = hub / "models--EleutherAI--pythia-1b" / "snapshots"
+    w = [load_file(str(snaps / _ref(hub, "EleutherAI/pythia-1b", f"step{t}") / "model.safetensors"))
+         for t in steps]  # fmt: skip
+    for i in range(len(steps)):
+        for lag in (1, 2):
+            got = da.sel(step=steps[i], lag=lag)
+            if i + lag >= len(steps):
+                assert np.isnan(got.item())
+                continue
+            ref = 0.0
+            for k in w[i]:
+                diff = w[i + lag][k].astype(np.float32) - w[i][k].astype(np.float32)
+                ref += float((diff.astype(np.float64) ** 2).sum())
+            assert got.item() == pytest.approx(ref, rel=1e-12), (steps[i], lag)
+            assert got["delta_step"].item() == steps[i + lag] - steps[i]
+    assert da.sel(step=115000, lag=1).item() > 0  # 115000 -> 117000, bridging the missing one
+    cached = list((tmp_path / "data" / "pythia" / "weights").glob("pythia-1b-*.json"))
+    assert len(cached) == 1
+    # with the cache moved away, a new grid fails at once naming the repository and revision
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "moved-away"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "moved-away"))
+    with pytest.raises(KLToolsError, match="'EleutherAI/pythia-1b' at revision 'step1000'"):
+        diffusion.run_weight_distances(s, "pythia-1b", [1000, 2000])
+
+
 def _kltools(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "kltools", *args],
@@ -279,16 +324,16 @@ def test_rehearsal_parameters_fit_every_chapter_and_the_plan() -> None:
     assert doc["common"]["steps"] == list(P.book_steps())
     assert set(P.book_steps()) <= set(P.rehearsal_steps())
     repos = {r.repo for r in P.pythia_runs()} | {h.repo for h in P.hub_models()}
-    for section in doc["chapters"].values():
-        for key in ("hub_models", "models", "layer_models"):
+    for section in [doc["common"], *doc["chapters"].values()]:
+        for key in P.MODEL_KEYS:
             for repo in (section or {}).get(key, []):
                 assert repo in repos, repo
-    # the same chapters and model lists as the real profile
-    real = yaml.safe_load((ROOT / "params" / "pythia.yaml").read_text())["chapters"]
-    assert set(doc["chapters"]) == set(real)
-    for name in ("quantization", "floor", "layers", "scale"):
-        for key in ("hub_models", "models", "layer_models", "schemes"):
-            assert doc["chapters"][name].get(key) == real[name].get(key), (name, key)
+    # the same chapters, model lists and schemes as the real profile
+    real = yaml.safe_load((ROOT / "params" / "pythia.yaml").read_text())
+    assert set(doc["chapters"]) == set(real["chapters"])
+    assert set(P.pythia_params_models()) >= {"meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B"}
+    for key in (*P.MODEL_KEYS, "quant_schemes", "floor_settings", "lineages_file", "pair_seed"):
+        assert doc["common"].get(key) == real["common"].get(key), key
 
 
 def test_cli_lists_the_rehearsal_and_refuses_bad_arguments(rehearsal_root: Path, capsys) -> None:
@@ -306,15 +351,111 @@ def test_cli_lists_the_rehearsal_and_refuses_bad_arguments(rehearsal_root: Path,
 
 
 def test_the_profiles_pretraining_units_resolve_on_the_hub(hub: Path) -> None:
-    from kltools.experiments.pretraining import pretraining_units
+    from kltools.config import Settings
     from kltools.models import resolve_model
+    from kltools.settings.stores import pretraining_units
 
-    units = pretraining_units(
-        "pythia", sizes=["410m", "1b"], seeds=False, steps=P.rehearsal_steps(smoke=True)
-    )
-    specs = [u.spec for u in units]
+    units = pretraining_units(Settings(profile="pythia", steps=P.rehearsal_steps(smoke=True)))
+    held = {r.repo for r in P.pythia_runs(smoke=True)}
+    specs = [u.spec for u in units if u.spec.split("@")[0] in held]
+    assert len(specs) == len(units)  # the smoke hub holds every run the profile reads
     assert "EleutherAI/pythia-1b@step116000" not in specs  # the profile's exclusion
     assert "EleutherAI/pythia-410m@step116000" in specs
     for spec in specs:
         repo, rev = spec.split("@")
         assert resolve_model(spec).commit == _ref(hub, repo, rev)
+
+
+# ------------------------------------------------------------------------------ the smoke book
+
+
+def _smoke_book_parameters(root: Path, lineages: Path) -> dict:
+    """params/rehearsal.yaml scaled to the smoke hub: every chapter, a few texts and models."""
+    return {
+        "profile": "pythia",
+        "description": "smoke rehearsal of the pythia profile",
+        "common": {
+            "profile": "pythia",
+            "textset": str(root / "texts" / "pile.jsonl"),
+            "n_texts": 8,
+            "device": "cpu",
+            "dtype": "float32",
+            "batch_size": 8,
+            "n_boot": 10,
+            "steps": list(P.rehearsal_steps(smoke=True)),
+            "after_step": 2000,
+            "early_later_k": 1,
+            "quant_schemes": ["bnb-int8", "bnb-fp4"],
+            "hub_models": ["EleutherAI/pythia-410m", "meta-llama/Llama-2-7b-hf"],
+            "floor_models": ["EleutherAI/pythia-410m"],
+            "floor_settings": ["fp32", "batch1"],
+            "lineages_file": str(lineages),
+            "layer_models": ["meta-llama/Llama-2-7b-hf"],
+        },
+        "chapters": {
+            "method": {
+                "mc_pairs": ["near_late", "seed", "size"],
+                "mc_samples": 4,
+                "mc_length": 16,
+                "mc_batch_size": 8,
+                "n_grid": [4, 8],
+            },  # fmt: skip
+            "trajectories": {"tsne_perplexity": 3.0},
+            "seeds_sizes": {"consecutive_fractions": [0.02, 0.03, 0.98]},
+            "diffusion": {
+                "window": 2,
+                "min_start": 1000,
+                "weight_space": True,
+                "weight_models": ["pythia-410m"],
+            },  # fmt: skip
+            "floor": {"compare_bos": False},
+        },
+    }
+
+
+def test_smoke_rehearsal_book_runs_every_chapter_through_the_hub_path(
+    hub: Path, rehearsal_root: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Every chapter, executed by papermill as ``make rehearsal-book`` does, on the smoke hub:
+    results written, verdicts three-valued, every store's units resolved to the hub commits."""
+    import yaml
+    import zarr
+
+    from kltools.book import declared_parameters, load_profile, notebook_path, resolve_parameters
+    from kltools.book.execute import execute_chapter
+    from kltools.book.layout import available_chapters
+    from kltools.results import VERDICTS, collect_results
+
+    manifest = json.loads((rehearsal_root / "rehearsal.json").read_text())
+    lineages = tmp_path / "lineages.json"
+    held = {r: m for r, m in manifest["repos"].items() if m["kind"] == "hub-model"}
+    lineages.write_text(json.dumps({"lineages": [
+        {"model": r, "parent": m["parent"], "type": m["family"]} for r, m in held.items()
+    ]}))  # fmt: skip
+    params = tmp_path / "rehearsal-smoke.yaml"
+    params.write_text(yaml.safe_dump(_smoke_book_parameters(rehearsal_root, lineages)))
+    for var, sub in (("KLTOOLS_DATA_ROOT", "data"), ("KLTOOLS_BUILD_ROOT", "build")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    doc = load_profile("pythia", params)
+    chapters = available_chapters()
+    # the scale chapter can thin the checkpoints only once its parameters declare `steps`
+    declared = {c: declared_parameters(notebook_path(c)) for c in chapters}
+    if "steps" not in declared.get("scale", {"steps": None}):
+        chapters.remove("scale")
+    failed = []
+    for name in chapters:
+        run = execute_chapter(name, resolve_parameters(name, doc, declared[name]), "pythia")
+        if run.status != "executed":
+            failed.append(f"{name}: {run.status} {run.error}")
+    assert not failed, failed
+    results = collect_results(tmp_path / "build" / "executed", profile="pythia")
+    assert len(results) == len(chapters)
+    claims = [c for r in results for c in r.claims]
+    assert claims and all(c["verdict"] in VERDICTS for c in claims)
+    assert any(d["topic"] == "models (rehearsal)" for r in results for d in r.deviations)
+    stores = sorted((tmp_path / "data" / "pythia").glob("*.zarr"))
+    assert {"pretraining.zarr", "quantization.zarr", "finetuning.zarr"} <= {p.name for p in stores}
+    for store in stores:
+        for rec in zarr.open_group(str(store), mode="r").attrs["units"]:
+            repo, _, rev = rec["spec"].partition("@")
+            assert rec["resolved"]["commit"] == _ref(hub, repo, rev or "main"), rec["spec"]

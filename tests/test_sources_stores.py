@@ -113,24 +113,6 @@ def test_settings_from_parameters() -> None:
         Settings.from_parameters({"after_step": "late"})
 
 
-def test_hub_weight_distances_rolling_window() -> None:
-    """The rolling-window D_W equals the direct definition (loader replaced by fixed vectors)."""
-    import torch
-
-    from kltools.settings.diffusion import hub_weight_distances
-
-    rng = np.random.default_rng(0)
-    vecs = {t: torch.tensor(rng.normal(size=50), dtype=torch.float32) for t in (0, 10, 20, 40)}
-    da = hub_weight_distances(
-        "x/y", [0, 10, 20, 40], max_lag=2, device="cpu", load_flat=vecs.__getitem__
-    )
-    assert da.sel(step=0, lag=2).item() == pytest.approx(
-        float(((vecs[20] - vecs[0]).double() ** 2).sum())
-    )
-    assert da["delta_step"].sel(step=20, lag=1).item() == 20
-    assert np.isnan(da.sel(step=40, lag=1).item())
-
-
 def test_variance_se_and_agreement_threshold() -> None:
     from kltools.validation import agreement_threshold, variance_se
 

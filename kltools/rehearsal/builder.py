@@ -188,7 +188,7 @@ def build_rehearsal(
     root : path, optional
         Where to build (default :func:`default_root`); the hub cache is ``<root>/hub``.
     smoke : bool
-        The small version the tests use (two sizes, two seeds, one lineage; seconds).
+        The small version the tests use (every Pythia run at 11 steps, one lineage).
     jobs : int
         Worker processes for training (one torch thread each).
     verbose : bool

@@ -20,7 +20,7 @@ Hub models
     Mistral, Qwen2, OLMo-2) is a scaled-down model of its real architecture class with its own
     tokenizer; each fine-tuned child starts from its parent's weights, is fine-tuned briefly on
     one corpus domain, and names its parent in the model card's ``base_model`` (what
-    :func:`kltools.experiments.variants.fetch_hub_lineages` reads on the hub).
+    :func:`kltools.sources.pythia.fetch_hub_lineages` reads on the hub).
 """
 
 from __future__ import annotations
@@ -233,11 +233,11 @@ def padded_vocab(n_tokens: int) -> int:
 def pythia_runs(smoke: bool = False) -> list[RunPlan]:
     """The rehearsal's Pythia runs: every size (seed 0), then ``410m`` seeds 1 … 9.
 
-    Smoke: ``410m`` and ``1b``, and seeds 1 and 3.
+    Smoke: the same runs (every run the profile reads, so the smoke rehearsal book runs every
+    chapter) at the smoke steps; these models train in well under a second each.
     """
     steps = rehearsal_steps(smoke)
-    sizes = ("410m", "1b") if smoke else PYTHIA_SIZES
-    seeds = (1, 3) if smoke else PYTHIA_SEEDS
+    sizes, seeds = PYTHIA_SIZES, PYTHIA_SEEDS
     vocab = padded_vocab(TOKENIZERS["neox"]["vocab"])
     runs = []
     for size in sizes:
@@ -258,8 +258,12 @@ def _project_file(rel: str) -> Path:
     return project_root() / rel
 
 
+#: parameter keys that name hub models
+MODEL_KEYS: tuple[str, ...] = ("hub_models", "floor_models", "layer_models")
+
+
 def pythia_params_models(path: str | Path | None = None) -> list[str]:
-    """Every hub repository named in the chapters of ``params/pythia.yaml`` (model lists)."""
+    """Every hub repository named in ``params/pythia.yaml`` (its model lists, common or per chapter)."""
     import yaml
 
     p = Path(path) if path is not None else _project_file("params/pythia.yaml")
@@ -268,9 +272,10 @@ def pythia_params_models(path: str | Path | None = None) -> list[str]:
     except (OSError, yaml.YAMLError) as exc:
         raise KLToolsError(f"cannot read the pythia parameters {p}: {exc}") from exc
     repos: list[str] = []
-    for chapter in (doc.get("chapters") or {}).values():
-        for key, value in (chapter or {}).items():
-            if key in ("hub_models", "models", "layer_models") and isinstance(value, list):
+    sections = [doc.get("common") or {}, *(doc.get("chapters") or {}).values()]
+    for section in sections:
+        for key, value in (section or {}).items():
+            if key in MODEL_KEYS and isinstance(value, list):
                 repos += [str(v).split("@")[0] for v in value]
     return list(dict.fromkeys(repos))
 

@@ -13,8 +13,9 @@ the exponent at a missing start step is interpolated linearly from its neighbour
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable, Mapping, Sequence
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,10 @@ __all__ = [
     "exponents",
     "first_even_step",
     "fits",
-    "hub_weight_distances",
     "loglik_distances",
     "on_grid",
     "pick_starts",
+    "run_weight_distances",
     "summary",
     "weight_distances",
 ]
@@ -104,19 +105,17 @@ def loglik_distances(s: Settings) -> xr.DataArray:
 def weight_distances(s: Settings) -> xr.DataArray | None:
     """``D_W`` of the weight models (default: every main size) on the same grid, or None.
 
-    Suite runs read their ``weight_distances.json``; pythia runs are computed once on a GPU
-    (:func:`hub_weight_distances`) and cached under ``data_root("pythia")/weights``. None
-    when ``s.weight_space`` is off.
+    Suite runs read their ``weight_distances.json``; pythia runs are streamed once from their
+    hub revisions (:func:`kltools.weightspace.hub_weight_distances`, on ``s.device``) and
+    cached under ``data_root("pythia")/weights``. None when ``s.weight_space`` is off.
     """
-    from kltools.suite.weights import load_weight_distances
-
     if not s.weight_space:
         return None
     g = group(s, "sizes")
     grid = [int(t) for t in g.loglik["step"].values]
     tables = {}
     for m in s.weight_models or g.models:
-        da = load_weight_distances(_weights_file(s, m, grid))
+        da = run_weight_distances(s, m, grid)
         if da.sizes["lag"] < s.window:
             raise KLToolsError(
                 f"{m}: weight distances hold {da.sizes['lag']} lags, fewer than {s.window}"
@@ -131,78 +130,47 @@ def weight_distances(s: Settings) -> xr.DataArray | None:
     return _stack(tables, grid, s.window, "D_W")
 
 
+def run_weight_distances(s: Settings, model: str, grid: Sequence[int]) -> xr.DataArray:
+    """``D_W`` of one pretraining run, ``(step, lag)`` (:func:`kltools.suite.weights.weight_distance_array`).
+
+    Suite runs: the ``weight_distances.json`` the suite wrote. Hub runs: streamed from the
+    revisions of ``grid`` the run has (see :func:`_weights_file`).
+    """
+    from kltools.suite.weights import load_weight_distances
+
+    return load_weight_distances(_weights_file(s, model, grid))
+
+
 def _weights_file(s: Settings, model: str, grid: Sequence[int]) -> Path:
-    """Where a run's weight distances are (computed first for hub runs)."""
+    """Where a run's weight distances are (computed first for hub runs).
+
+    Hub runs (profile ``pythia``) are streamed from the revisions ``step<S>`` of the grid by
+    :func:`kltools.weightspace.hub_weight_distances` (at most two checkpoints of float32
+    weights held at once, whatever the window), from the Hugging Face cache when
+    ``HF_HUB_OFFLINE=1`` (the rehearsal hub, or a filled cache), and cached as
+    ``data_root("pythia")/weights/<run>-<key>.json``, keyed by the steps and the window.
+    """
     if s.profile != "pythia":
         from kltools.suite import profile_root
 
         return profile_root(s.profile) / model
     from kltools.paths import data_root
-    from kltools.settings.stores import _hub_offline
-    from kltools.sources.pythia import EXCLUDED
+    from kltools.sources import pretraining_runs
+    from kltools.weightspace import hub_weight_distances
 
-    path = data_root("pythia") / "weights" / f"{model}.json"
-    if not path.is_file():
-        if _hub_offline():
-            raise KLToolsError(
-                f"weight distances of {model} need its hub checkpoints but HF_HUB_OFFLINE=1; "
-                "set weight_space = False or run on a connected GPU machine"
-            )
-        steps = [t for t in grid if (model, int(t)) not in EXCLUDED]
-        hub_weight_distances(
-            f"EleutherAI/{model}", steps, max_lag=s.window, device=s.device, out=path
+    runs = {r.model: r for r in pretraining_runs(s)}
+    if model not in runs:
+        raise KLToolsError(
+            f"weight_models names {model!r}, not a pretraining run of the pythia profile "
+            f"({', '.join(runs)})"
         )
+    run = runs[model]
+    steps = [int(t) for t in grid if int(t) in run.steps]
+    key = hashlib.sha256(json.dumps([run.spec_base, steps, s.window]).encode()).hexdigest()[:10]
+    path = data_root("pythia") / "weights" / f"{model}-{key}.json"
+    if not path.is_file():
+        hub_weight_distances(run.spec_base, steps, max_lag=s.window, device=s.device, out=path)
     return path
-
-
-def hub_weight_distances(
-    repo: str,
-    steps: Sequence[int],
-    *,
-    max_lag: int = 10,
-    device: str = "cuda",
-    out: str | os.PathLike[str] | None = None,
-    load_flat: Callable[[int], Any] | None = None,
-) -> xr.DataArray:
-    """``D_W`` of a hub run from each revision ``step<S>`` to the next ``max_lag``.
-
-    Keeps a rolling window of ``max_lag + 1`` flattened float32 checkpoints on ``device``
-    (pythia-410m: about 18 GB on the GPU for ``max_lag`` 10), differences in float32, squares
-    summed in float64 (the definition of :mod:`kltools.suite.weights`). ``load_flat(step)``
-    overrides how a checkpoint's flat weights are obtained (default: the hub, parameters
-    sorted by name).
-    """
-    import torch
-
-    from kltools.suite.weights import save_weight_distances, weight_distance_array
-
-    if load_flat is None:
-
-        def load_flat(step: int) -> Any:
-            from transformers import AutoModelForCausalLM
-
-            model = AutoModelForCausalLM.from_pretrained(
-                repo, revision=f"step{step}", dtype=torch.float32
-            )
-            sd = model.state_dict()
-            return torch.cat([sd[k].reshape(-1).float() for k in sorted(sd)]).to(device)
-
-    steps = [int(t) for t in steps]
-    values = np.full((len(steps), max_lag), np.nan)
-    delta = np.full((len(steps), max_lag), np.nan)
-    window: list[tuple[int, Any]] = []
-    for j, t in enumerate(steps):
-        cur = load_flat(t)
-        for i, prev in window:
-            diff = (cur - prev).double()
-            values[i, j - i - 1] = float(torch.dot(diff, diff))
-            delta[i, j - i - 1] = t - steps[i]
-        window = [*window, (j, cur)][-max_lag:]
-    da = weight_distance_array(values, steps, delta)
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        save_weight_distances(da, out)
-    return da
 
 
 def first_even_step(steps: Sequence[int]) -> int:

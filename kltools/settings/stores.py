@@ -30,6 +30,7 @@ __all__ = [
     "floor_store",
     "layer_stores",
     "pretraining_store",
+    "pretraining_units",
     "quantization_store",
     "require_models",
     "resamples",
@@ -76,8 +77,20 @@ def analysis_texts(s: Settings) -> Any:
             cache.parent.mkdir(parents=True, exist_ok=True)
             ts.to_jsonl(cache)
     else:
-        ts = load_texts(s.textset)
+        ts = load_texts(_text_file(s.textset))
     return ts.subset(n=s.n_texts) if s.n_texts < len(ts) else ts
+
+
+def _text_file(textset: str) -> str:
+    """A text-set path as given, or relative to the project root when it is not found as given
+    (a chapter runs in ``notebooks/``; parameter files name paths from the project root)."""
+    from kltools.paths import project_root
+
+    given = Path(textset)
+    if given.is_absolute() or given.exists() or not given.suffix:
+        return textset
+    rooted = project_root() / given
+    return str(rooted) if rooted.exists() else textset
 
 
 @functools.lru_cache(maxsize=8)
@@ -146,6 +159,29 @@ def _pretraining_path(s: Settings) -> Path:
     return store_path(s, f"pretraining-{s.bos}-{s.dtype}-{key}")
 
 
+def pretraining_units(s: Settings) -> list[Any]:
+    """The extraction units of every checkpoint of every pretraining run (``s.steps`` only).
+
+    One :class:`kltools.extraction.Unit` per run and step, spec ``<run>@step<S>`` (suite) or
+    ``EleutherAI/pythia-<size>@step<S>``, coords ``{"model": run, "step": S}``; a checkpoint
+    the paper excludes (``pythia-1b@step116000``) is left out. What :func:`pretraining_store`
+    extracts, and what a cluster user fills the store with (``book/gpu.md``).
+    """
+    from kltools.extraction import Unit
+    from kltools.sources import pretraining_runs
+
+    wanted = {int(t) for t in s.steps} if s.steps else None
+    units = [
+        Unit(r.spec(t), {"model": r.model, "step": int(t)})
+        for r in pretraining_runs(s)
+        for t in r.steps
+        if wanted is None or t in wanted
+    ]
+    if not units:
+        raise KLToolsError(f"no checkpoint of profile {s.profile!r} is at the steps {s.steps}")
+    return units
+
+
 @functools.lru_cache(maxsize=4)
 def pretraining_store(s: Settings) -> xr.Dataset:
     """Every checkpoint of every pretraining run: ``loglik(model, step, text)``.
@@ -153,20 +189,11 @@ def pretraining_store(s: Settings) -> xr.Dataset:
     Coordinates on ``model``: ``size``, ``seed``, ``n_params``, ``in_sizes``, ``in_seeds``,
     ``spec_base``; attrs ``store_path``. A checkpoint a run lacks (or the paper excludes) is NaN.
     """
-    from kltools.extraction import Unit
     from kltools.sources import pretraining_runs
     from kltools.store import open_store
 
     runs = pretraining_runs(s)
-    wanted = set(s.steps) if s.steps else None
-    units = [
-        Unit(r.spec(t), {"model": r.model, "step": int(t)})
-        for r in runs
-        for t in r.steps
-        if wanted is None or t in wanted
-    ]
-    if not units:
-        raise KLToolsError(f"no checkpoint of profile {s.profile!r} is at the steps {s.steps}")
+    units = pretraining_units(s)
     if s.profile == "pythia":
         analysis_texts(s)  # fails at once when the hub is offline
     path = _pretraining_path(s)
@@ -204,7 +231,13 @@ def quantization_store(s: Settings) -> xr.Dataset:
         ]
     path = store_path(s, "quantization")
     _extract(s, units, path)
-    return open_store(path, dims=("model", "variant"))
+    if not cat.quantization.notna().any():
+        return open_store(path, dims=("model", "variant"))
+    # hub copies are quantized at load time: their units also differ in ``quantization``, which
+    # the variant determines; collapse that label (the other cells are NaN)
+    ds = open_store(path, dims=("model", "variant", "quantization"))
+    loglik = ds.loglik.max("quantization", skipna=True, keep_attrs=True)
+    return ds.drop_dims("quantization").assign(loglik=loglik)
 
 
 #: floor setting -> (dtype, batch size; None = the run's batch size)

@@ -112,7 +112,7 @@ def weight_distance_array(
 
     ``values[i, k-1]`` is the distance from checkpoint ``i`` to ``i + k``; ``delta`` holds the
     matching step differences. Used by :func:`weight_distances` and by the hub path of
-    :mod:`kltools.experiments.pretraining`.
+    :mod:`kltools.weightspace`.
     """
     return xr.DataArray(
         values,
