@@ -29,6 +29,7 @@ __all__ = [
     "estimate_vs_mc",
     "heldout_losses",
     "kl_vs_n",
+    "mc_table",
     "method_comparison",
     "n_studies",
     "pair_difference",
@@ -155,6 +156,33 @@ def corpus_estimates(s: Settings) -> PairSet:
         for (ma, ta), (mb, tb) in [(p["a"], p["b"])]
     ]
     return build_pairs(rows, ll["text_bytes"].values, text_positions(s, ll), resamples(s))
+
+
+def mc_table(mc: pd.DataFrame) -> pd.DataFrame:
+    """The Monte-Carlo check as a page shows it: one short row per pair, units in headers.
+
+    ``mc``: :func:`estimate_vs_mc`. Values with their uncertainty in one cell ("value ± 2 s.e.");
+    the other columns of ``mc`` (both directions, per-token values, z) stay in ``mc``.
+    """
+
+    def pm(value: float, se: float) -> str:
+        if not np.isfinite(value):
+            return "—"
+        digits = max(0, 1 - int(np.floor(np.log10(2 * se)))) if se > 0 else 3
+        return f"{value:.{min(digits, 6)}f} ± {2 * se:.{min(digits, 6)}f}"
+
+    return pd.DataFrame(
+        {
+            "pair": mc.role,
+            "kind": mc.kind,
+            "Monte-Carlo KL [nats/sequence]": [pm(v, e) for v, e in zip(mc.mc_sym, mc.mc_sym_se)],
+            "estimate on samples / MC": [pm(v, e) for v, e in zip(mc.ratio, mc.ratio_se)],
+            "verdict": mc.verdict,
+            "estimate on corpus / MC": [
+                pm(v, e) for v, e in zip(mc.ratio_corpus, mc.ratio_corpus_se)
+            ],
+        }
+    )
 
 
 def mc_length_for(ds: xr.Dataset, length: int | None, context: int | None = None) -> int:

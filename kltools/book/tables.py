@@ -1,0 +1,90 @@
+"""Tables as a page shows them: short, rounded, no index, no NaN, headers never read as HTML.
+
+:func:`page_table` turns a DataFrame into the HTML a chapter displays:
+
+- numbers to three significant digits (the bootstrap intervals of the book are rarely
+  tighter than that), integers with thousands separators, ``—`` for a missing value (NaN);
+- no index column; headers and cells escaped (``c_l<c_W`` stays text);
+- a table longer than ``max_rows`` is folded behind a toggle (its rows are also in the
+  chapter's downloadable results).
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Any
+
+__all__ = ["fmt_cell", "page_table", "table_html"]
+
+#: tables longer than this are folded behind a toggle
+MAX_ROWS = 12
+
+
+def fmt_cell(value: Any, digits: int = 3) -> str:
+    """One cell as text: ``digits`` significant digits, ``—`` if missing."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            value = value.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "—"
+        if value == 0:
+            return "0"
+        if value.is_integer() and abs(value) < 1e6:
+            return f"{int(value):,}"
+        if 1e-3 <= abs(value) < 1e5:
+            decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(value)))))
+            return f"{value:,.{decimals}f}"
+        mant, exp = f"{value:.{digits - 1}e}".split("e")
+        return f"{mant}×10<sup>{int(exp)}</sup>"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt_cell(v, digits) for v in value)
+    return escape(str(value))
+
+
+def table_html(frame: Any, digits: int = 3) -> str:
+    """The HTML of ``frame`` (a DataFrame) without its index, every cell formatted."""
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for rec in frame.itertuples(index=False):
+        cells = []
+        for v in rec:
+            text = fmt_cell(v, digits)
+            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+            style = ' style="text-align:right"' if numeric else ""
+            cells.append(f"<td{style}>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        '<table class="dataframe kl-table"><thead><tr>'
+        + head
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def page_table(
+    frame: Any, *, digits: int = 3, max_rows: int = MAX_ROWS, summary: str | None = None
+) -> Any:
+    """A DataFrame as the page shows it (an IPython ``HTML`` object; see the module docstring).
+
+    ``summary``: the toggle's label of a folded table (default: "All N rows").
+    """
+    from IPython.display import HTML
+
+    html = table_html(frame, digits)
+    if len(frame) > max_rows:
+        label = escape(summary or f"All {len(frame)} rows (also in the chapter's results file)")
+        html = f"<details><summary>{label}</summary>\n{html}\n</details>"
+    return HTML(html)
