@@ -512,9 +512,10 @@ def mc_report(s: Settings, mc: pd.DataFrame) -> str:
     text += (
         f"\n\n**On the fixed text set** the estimate is {_listing(mc, 'ratio_corpus')} times the MC KL. "
         "The corpus texts are not distributed like the models' samples: for two nearby models the "
-        "estimate is δᵀF_D δ/2, with F_D the covariance of the score over the text distribution D, "
-        "while the KL is δᵀF_p δ/2 with the model's own Fisher information F_p. A model that fits D "
-        "poorly has larger gradients on D than on its own samples, so F_D > F_p"
+        r"estimate is $\delta^\top F_D\, \delta/2$, with $F_D$ the covariance of the score over the text distribution D, "
+        r"while the KL is $\delta^\top F_p\, \delta/2$ with the model's own Fisher information $F_p$. "
+        "A model that fits D "
+        "poorly has larger gradients on D than on its own samples, so $F_D > F_p$"
     )
     text += (
         f"; the reference run ends at {final_loss:.2f} nats/token on held-out corpus text, far from "
@@ -542,5 +543,5 @@ def n_report(studies: Mapping[str, pd.DataFrame]) -> str:
         f"{a.kl:.4f} to {z.kl:.4f} bits/byte and its bootstrap s.e. from {a.se:.4f} to {z.se:.4f} "
         f"(×{z.se / a.se:.2f}; 1/√N predicts ×{(a.n / z.n) ** 0.5:.2f}). The closed-form s.e. at "
         f"the largest N is {z.se_formula:.4f}; the bootstrap error scales as "
-        f"N^{se_exponent(first):.2f} (1/√N would be N^-0.50)."
+        f"$N^{{{se_exponent(first):.2f}}}$ ($1/\\sqrt{{N}}$ would be $N^{{-0.50}}$)."
     )

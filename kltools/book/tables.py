@@ -4,7 +4,8 @@
 
 - numbers to three significant digits (the bootstrap intervals of the book are rarely
   tighter than that), integers with thousands separators, ``—`` for a missing value (NaN);
-- no index column; headers and cells escaped (``c_l<c_W`` stays text);
+- no index column; headers and cells escaped (``c_l<c_W`` stays text); the library's column
+  names shown with their units (:data:`HEADERS`);
 - a table longer than ``max_rows`` is folded behind a toggle (its rows are also in the
   chapter's downloadable results).
 """
@@ -19,6 +20,29 @@ __all__ = ["fmt_cell", "page_table", "table_html"]
 
 #: tables longer than this are folded behind a toggle
 MAX_ROWS = 12
+
+#: column names of the library's frames as a reader wants them (units in the header)
+HEADERS: dict[str, str] = {
+    "kl": "KL [bits/byte]",
+    "lo": "95 % lo",
+    "hi": "95 % hi",
+    "median": "median [bits/byte]",
+    "median_lo": "median 95 % lo",
+    "median_hi": "median 95 % hi",
+    "mean": "mean [bits/byte]",
+    "mean_lo": "mean 95 % lo",
+    "mean_hi": "mean 95 % hi",
+    "n_pairs": "pairs",
+    "n_texts": "texts",
+    "n_starts": "start steps",
+    "mean_bytes": "B̄ [bytes/text]",
+    "c_l": "c_ℓ",
+    "r2_l": "R² (c_ℓ fit)",
+    "r2_W": "R² (c_W fit)",
+    "kl_first_last": "KL first→last [bits/byte]",
+    "layer_a": "layer k",
+    "layer_b": "layer k+1",
+}
 
 
 def fmt_cell(value: Any, digits: int = 3) -> str:
@@ -55,7 +79,7 @@ def fmt_cell(value: Any, digits: int = 3) -> str:
 
 def table_html(frame: Any, digits: int = 3) -> str:
     """The HTML of ``frame`` (a DataFrame) without its index, every cell formatted."""
-    head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
+    head = "".join(f"<th>{escape(HEADERS.get(str(c), str(c)))}</th>" for c in frame.columns)
     rows = []
     for rec in frame.itertuples(index=False):
         cells = []
@@ -74,16 +98,32 @@ def table_html(frame: Any, digits: int = 3) -> str:
     )
 
 
+#: what a "—" means, said under a table that has one
+MISSING = (
+    "— : no value: not defined for that row (e.g. the spread of a single pair), or not "
+    "measured on this profile (the paper prints no such number, or the model has no such layer)."
+)
+
+
 def page_table(
-    frame: Any, *, digits: int = 3, max_rows: int = MAX_ROWS, summary: str | None = None
+    frame: Any,
+    *,
+    digits: int = 3,
+    max_rows: int = MAX_ROWS,
+    summary: str | None = None,
+    missing: str = MISSING,
 ) -> Any:
     """A DataFrame as the page shows it (an IPython ``HTML`` object; see the module docstring).
 
-    ``summary``: the toggle's label of a folded table (default: "All N rows").
+    ``summary``: the toggle's label of a folded table (default: "All N rows"). ``missing``:
+    the note under a table with a missing value ("—"), saying why.
     """
     from IPython.display import HTML
 
     html = table_html(frame, digits)
+    if "<td>—</td>" in html or ">—</td>" in html:
+        html += f'\n<p class="kl-table-note"><small>{escape(missing)}</small></p>'
+
     if len(frame) > max_rows:
         label = escape(summary or f"All {len(frame)} rows (also in the chapter's results file)")
         html = f"<details><summary>{label}</summary>\n{html}\n</details>"

@@ -203,18 +203,15 @@ def plot_floor(floor: pd.DataFrame, reference: pd.DataFrame | None = None) -> pl
     n_floor = len(dict.fromkeys(floor.comparison))
     if reference is not None and len(reference):
         ax.axhline(n_floor - 0.5, color="0.5", lw=0.8, ls="--")
-    ax.text(
-        0.99,
-        0.01,
-        f"values ≤ {small:.0e} (incl. exact 0) drawn at the left edge",
-        transform=ax.transAxes,
-        ha="right",
-        va="bottom",
-        fontsize=7,
-        color="0.4",
+    ax.legend(
+        fontsize=8, title="model", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
     )
-    ax.legend(fontsize=8, title="model", loc="lower right", bbox_to_anchor=(1, 0.06))
-    finish(ax, KL_LABEL + " (log)", None, "Numerical floor vs quantization")
+    finish(
+        ax,
+        KL_LABEL + f" (log)\nvalues ≤ {small:.0e} (exact 0 included) are drawn at the left edge",
+        None,
+        "Numerical floor vs quantization",
+    )
     return fig
 
 
