@@ -99,14 +99,16 @@ def _ratio(first: PairSet, last: PairSet, a: str, b: str) -> dict[str, Any]:
         "ours": float(np.median(last.frame.kl)) / low if low > 0 else None,
         "ours_lo": float(np.quantile(reps, 0.025)),
         "ours_hi": float(np.quantile(reps, 0.975)),
-        "units": f"ratio of medians {b}/{a}",
+        "units": f"ratio {b}/{a}",
     }
     pa, pb = FOR_SETTING.get(a), FOR_SETTING.get(b)
     if pa is not None and pb is not None:
+        kinds = f"{pb.kind}s" if pa.kind == pb.kind else f"{pb.kind} / {pa.kind}"
+        sources = pb.source if pa.source == pb.source else f"{pb.source}, {pa.source}"
         out.update(
             paper=pb.value / pa.value,
-            paper_kind=f"ratio of {pb.kind} / {pa.kind}",
-            paper_source=f"{pb.source}: {pb.what} / {pa.what}",
+            paper_kind=f"ratio of {kinds} (ours: of medians)",
+            paper_source=sources,
         )
     return out
 

@@ -50,7 +50,10 @@ def test_orderings_three_outcomes(fn, k: int) -> None:
 
 def test_ordering_carries_the_papers_ratio_where_it_prints_both() -> None:
     got = claims.ft_below_random(pairs(1.0), pairs(2.0))
-    assert got.paper == pytest.approx(2.1 / 0.40) and got.paper_kind == "ratio of median / median"
+    assert (
+        got.paper == pytest.approx(2.1 / 0.40)
+        and got.paper_kind == "ratio of medians (ours: of medians)"
+    )
     assert claims.eight_below_four(pairs(1.0), pairs(2.0)).paper is None
 
 

@@ -79,7 +79,7 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
     Filled markers: the estimator on the models' own samples (the validation); open markers:
     the estimator on the fixed text set (the corpus).
     """
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4.8), layout="constrained")
     colors = colors_for(["near", "mid", "far"])
     styles = (
         ("estimate_sampled", "estimate_sampled_se", "on model samples", "o", "full"),
@@ -111,10 +111,9 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
     lo, hi = vals.min() / 2, vals.max() * 2
     ax1.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1, label="estimate = MC")
     ax1.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi))
-    ax1.legend(fontsize=7)
     finish(
         ax1,
-        "Monte-Carlo KL, (KL(p‖q)+KL(q‖p))/2 [bits/byte]",
+        r"Monte-Carlo KL, $(\mathrm{KL}(p\|q) + \mathrm{KL}(q\|p))/2$ [bits/byte]",
         r"estimate $\mathrm{Var}(\ell_p - \ell_q)/2$ [bits/byte]",
         "estimate vs Monte Carlo (±2 s.e.)",
     )
@@ -135,7 +134,8 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
             )
     ax2.axhline(1.0, color="grey", ls="--", lw=1, label="ratio 1")
     ax2.set(xscale="log", yscale="log")
-    ax2.legend(fontsize=7)
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
     finish(
         ax2,
         "Monte-Carlo KL per token [nats/token]",

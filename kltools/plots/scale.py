@@ -311,10 +311,12 @@ def plot_layer_kl(frame: pd.DataFrame) -> plt.Figure:
             ms=5,
         )
     ax.set_yscale("log")
-    ax.legend(fontsize=8, title="model")
+    ax.legend(
+        fontsize=8, title="model", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
     finish(
         ax,
-        "relative depth of layer k+1 (k+1)/L",
+        r"relative depth of layer $k+1$: $(k+1)/L$",
         KL_LABEL,
         "Logit lens: KL between adjacent layers",
     )
