@@ -403,3 +403,14 @@ def test_page_table_rounds_escapes_and_folds() -> None:
     long = page_table(pd.DataFrame({"kl": [0.5] * 30})).data
     assert long.startswith("<details><summary>All 30 rows")
     assert fmt_cell(1.5887e-06) == "1.59×10<sup>-6</sup>" and fmt_cell(0.0) == "0"
+
+
+def test_page_table_text_is_the_table_not_a_repr() -> None:
+    import pandas as pd
+    from IPython.core.formatters import DisplayFormatter
+
+    from kltools.book.tables import page_table
+
+    data, _ = DisplayFormatter().format(page_table(pd.DataFrame({"verdict": ["holds"]})))
+    assert "holds" in data["text/plain"] and "object" not in data["text/plain"]
+    assert "<table" in data["text/html"]

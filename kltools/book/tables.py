@@ -16,7 +16,7 @@ import math
 from html import escape
 from typing import Any
 
-__all__ = ["fmt_cell", "page_table", "table_html"]
+__all__ = ["PageTable", "fmt_cell", "page_table", "table_html"]
 
 #: tables longer than this are folded behind a toggle
 MAX_ROWS = 12
@@ -113,13 +113,11 @@ def page_table(
     summary: str | None = None,
     missing: str = MISSING,
 ) -> Any:
-    """A DataFrame as the page shows it (an IPython ``HTML`` object; see the module docstring).
+    """A DataFrame as the page shows it (a :class:`PageTable`; see the module docstring).
 
     ``summary``: the toggle's label of a folded table (default: "All N rows"). ``missing``:
     the note under a table with a missing value ("—"), saying why.
     """
-    from IPython.display import HTML
-
     html = table_html(frame, digits)
     if "<td>—</td>" in html or ">—</td>" in html:
         html += f'\n<p class="kl-table-note"><small>{escape(missing)}</small></p>'
@@ -127,4 +125,18 @@ def page_table(
     if len(frame) > max_rows:
         label = escape(summary or f"All {len(frame)} rows (also in the chapter's results file)")
         html = f"<details><summary>{label}</summary>\n{html}\n</details>"
-    return HTML(html)
+    return PageTable(html, frame.to_string(index=False, na_rep="—"))
+
+
+class PageTable:
+    """A table for a page: HTML for the book, the plain table as its text (no object repr)."""
+
+    def __init__(self, html: str, text: str) -> None:
+        self.data = html
+        self.text = text
+
+    def _repr_html_(self) -> str:
+        return self.data
+
+    def __repr__(self) -> str:
+        return self.text
