@@ -297,7 +297,7 @@ def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
 
     ``table``: :func:`kltools.settings.pretraining.table1` (a mean over pairs drawn as a diamond).
     """
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(table) + 1.5))
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(table) + 1.8), layout="constrained")
     kinds = {"consecutive": "consecutive", "seeds": "seeds", "vs": "sizes"}
     group = [kinds[k.split(" ")[0]] for k in table.key]
     colors = colors_for(list(kinds.values()))
@@ -311,11 +311,11 @@ def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
             color=colors[g],
             capsize=3,
         )
-    ax.set_yticks(y, [f"{q} (paper: {k})" for k, q in zip(table.key, table.quantity)], fontsize=8)
+    ax.set_yticks(y, [f"{q}\n(paper: {k})" for k, q in zip(table.key, table.quantity)], fontsize=8)
     ax.set_xscale("log")
     for g in kinds.values():
         ax.plot([], [], "o", color=colors[g], label=g)
-    ax.legend(loc="lower right")
+    fig.legend(loc="outside lower center", ncol=3, fontsize=9)
     finish(ax, KL_LABEL + " (95% bootstrap interval)", None, "late checkpoints < seeds < sizes?")
     return fig
 
