@@ -21,8 +21,11 @@ from kltools.pairs import PairSet, summarise
 __all__ = [
     "Claim",
     "consecutive_falls",
+    "early_segments_wider",
     "eight_below_four",
     "estimate_matches_mc",
+    "floor_below_quantization",
+    "largest_floor",
     "ft_below_random",
     "later_below_early",
     "later_in_paper_range",
@@ -96,14 +99,16 @@ def _ratio(first: PairSet, last: PairSet, a: str, b: str) -> dict[str, Any]:
         "ours": float(np.median(last.frame.kl)) / low if low > 0 else None,
         "ours_lo": float(np.quantile(reps, 0.025)),
         "ours_hi": float(np.quantile(reps, 0.975)),
-        "units": f"ratio of medians {b}/{a}",
+        "units": f"ratio {b}/{a}",
     }
     pa, pb = FOR_SETTING.get(a), FOR_SETTING.get(b)
     if pa is not None and pb is not None:
+        kinds = f"{pb.kind}s" if pa.kind == pb.kind else f"{pb.kind} / {pa.kind}"
+        sources = pb.source if pa.source == pb.source else f"{pb.source}, {pa.source}"
         out.update(
             paper=pb.value / pa.value,
-            paper_kind=f"ratio of {pb.kind} / {pa.kind}",
-            paper_source=f"{pb.source}: {pb.what} / {pa.what}",
+            paper_kind=f"ratio of {kinds} (ours: of medians)",
+            paper_source=sources,
         )
     return out
 
@@ -130,6 +135,32 @@ def eight_below_four(eight: PairSet, four: PairSet) -> Claim:
     """Fig. 3: 8-bit quantization perturbs a model less than 4-bit."""
     return ordering(
         "8-bit<4-bit", "8-bit perturbs less than 4-bit (Fig. 3)", {"8-bit": eight, "4-bit": four}
+    )
+
+
+def largest_floor(floor: PairSet) -> PairSet:
+    """Each model's floor: its largest numerical-noise KL over the extraction comparisons.
+
+    The floor chapter calls "the floor" of a model the largest KL that a change of numerics
+    alone produces (usually fp32 vs bf16); comparisons that happen to be bit-identical (batch
+    size on a CPU gives exactly 0) would otherwise pull a median of all comparisons down.
+    """
+    if not len(floor):
+        return floor
+    f = floor.frame.reset_index(drop=True)
+    key = "model" if "model" in f else "a"
+    keep = np.zeros(len(f), dtype=bool)
+    keep[f.groupby(key, sort=False).kl.idxmax().to_numpy()] = True
+    return floor.select(keep)
+
+
+def floor_below_quantization(floor: PairSet, eight: PairSet, four: PairSet) -> Claim:
+    """The book's check: each model's floor (:func:`largest_floor`) < 8-bit < 4-bit."""
+    return ordering(
+        "floor<8-bit<4-bit",
+        "the numerical floor (each model's largest noise KL) lies below 8-bit, 8-bit below "
+        "4-bit (the book's check)",
+        {"Floor": largest_floor(floor), "8-bit": eight, "4-bit": four},
     )
 
 
@@ -165,6 +196,38 @@ def consecutive_falls(trend: pd.DataFrame) -> Claim:
         f"falls for {int(falls.sum())} of {len(t)} sizes ({text})",
         ours=float(t.spearman.median()),
         units="median Spearman ρ(step, KL)",
+    )
+
+
+def early_segments_wider(cons: PairSet) -> Claim:
+    """Fig. 1: a trajectory's segments are wide early and narrow late.
+
+    Per run, the first consecutive pair (earliest checkpoints) against the last; a run agrees
+    when the first pair's 95 % interval lies entirely above the last pair's. ``cons``:
+    :func:`kltools.settings.pretraining.consecutive` (labels ``model``, ``step``).
+    """
+    title = "consecutive KL large early, small late (Fig. 1 segment widths)"
+    f = cons.frame
+    runs = [g.sort_values("step") for _, g in f.groupby("model", sort=False)] if len(f) else []
+    runs = [g for g in runs if len(g) > 1]
+    if not runs:
+        return Claim("early segments wider", title, NOT_TESTED, "no run with two or more pairs")
+    first = [g.iloc[0] for g in runs]
+    last = [g.iloc[-1] for g in runs]
+    wider = [a.lo > b.hi for a, b in zip(first, last)]
+    text = "; ".join(
+        f"{a.model}: {a.kl:.3g} (steps {a.step}→{a.step_next}) vs {b.kl:.3g}"
+        for a, b in zip(first, last)
+    )
+    med_first = float(np.median([a.kl for a in first]))
+    med_last = float(np.median([b.kl for b in last]))
+    return Claim(
+        "early segments wider",
+        title,
+        HOLDS if all(wider) else NOT_REPRODUCED,
+        f"first pair's interval above the last pair's in {sum(wider)} of {len(runs)} runs ({text})",
+        ours=med_first / med_last if med_last > 0 else None,
+        units="median first / last consecutive KL",
     )
 
 

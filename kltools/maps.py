@@ -190,9 +190,11 @@ def travel_report(s: Settings) -> str:
 
 def trajectory_comparison(s: Settings, tsne: pd.DataFrame) -> pd.DataFrame:
     """Fig. 1's settings and claims beside ours (a short table)."""
+    from kltools.claims import early_segments_wider
     from kltools.settings.pretraining import consecutive, group
 
     st = straightness(s)
+    trend = early_segments_wider(consecutive(s, "all"))
     cons = consecutive(s, "all").frame.groupby("model").kl
     runs = len(group(s, "all").models)
     return pd.DataFrame(
@@ -201,23 +203,27 @@ def trajectory_comparison(s: Settings, tsne: pd.DataFrame) -> pd.DataFrame:
                 "checkpoints on the map",
                 "5 sizes × 154 + 7 seeds × 154 (minus 1)",
                 f"{len(tsne)} ({runs} runs, preprocessed together)",
+                "",
             ),
             (
                 "t-SNE settings",
                 "perplexity 30, PCA init, seed 42",
                 f"perplexity {tsne.attrs['perplexity']:g}, PCA init, seed {s.seed}",
+                "",
             ),
             (
                 "trajectories spiral (winding paths)",
                 "yes (qualitative, Fig. 1)",
                 f"straightness median {st.straightness.median():.2f} (1 = straight)",
+                "not tested (qualitative in the paper)",
             ),
             (
                 "consecutive KL large early, small late (segment widths)",
                 "yes",
                 f"first/last consecutive KL, median over runs: {cons.first().median():.3g} / "
                 f"{cons.last().median():.3g} bits/byte",
+                trend.verdict,
             ),
         ],
-        columns=["claim or setting", "paper", "ours"],
+        columns=["claim or setting", "paper", "ours", "verdict"],
     )

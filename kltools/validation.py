@@ -29,6 +29,7 @@ __all__ = [
     "estimate_vs_mc",
     "heldout_losses",
     "kl_vs_n",
+    "mc_table",
     "method_comparison",
     "n_studies",
     "pair_difference",
@@ -155,6 +156,33 @@ def corpus_estimates(s: Settings) -> PairSet:
         for (ma, ta), (mb, tb) in [(p["a"], p["b"])]
     ]
     return build_pairs(rows, ll["text_bytes"].values, text_positions(s, ll), resamples(s))
+
+
+def mc_table(mc: pd.DataFrame) -> pd.DataFrame:
+    """The Monte-Carlo check as a page shows it: one short row per pair, units in headers.
+
+    ``mc``: :func:`estimate_vs_mc`. Values with their uncertainty in one cell ("value ± 2 s.e.");
+    the other columns of ``mc`` (both directions, per-token values, z) stay in ``mc``.
+    """
+
+    def pm(value: float, se: float) -> str:
+        if not np.isfinite(value):
+            return "—"
+        digits = max(0, 1 - int(np.floor(np.log10(2 * se)))) if se > 0 else 3
+        return f"{value:.{min(digits, 6)}f} ± {2 * se:.{min(digits, 6)}f}"
+
+    return pd.DataFrame(
+        {
+            "pair": mc.role,
+            "kind": mc.kind,
+            "Monte-Carlo KL [nats/sequence]": [pm(v, e) for v, e in zip(mc.mc_sym, mc.mc_sym_se)],
+            "estimate on samples / MC": [pm(v, e) for v, e in zip(mc.ratio, mc.ratio_se)],
+            "verdict": mc.verdict,
+            "estimate on corpus / MC": [
+                pm(v, e) for v, e in zip(mc.ratio_corpus, mc.ratio_corpus_se)
+            ],
+        }
+    )
 
 
 def mc_length_for(ds: xr.Dataset, length: int | None, context: int | None = None) -> int:
@@ -484,9 +512,10 @@ def mc_report(s: Settings, mc: pd.DataFrame) -> str:
     text += (
         f"\n\n**On the fixed text set** the estimate is {_listing(mc, 'ratio_corpus')} times the MC KL. "
         "The corpus texts are not distributed like the models' samples: for two nearby models the "
-        "estimate is δᵀF_D δ/2, with F_D the covariance of the score over the text distribution D, "
-        "while the KL is δᵀF_p δ/2 with the model's own Fisher information F_p. A model that fits D "
-        "poorly has larger gradients on D than on its own samples, so F_D > F_p"
+        r"estimate is $\delta^\top F_D\, \delta/2$, with $F_D$ the covariance of the score over the text distribution D, "
+        r"while the KL is $\delta^\top F_p\, \delta/2$ with the model's own Fisher information $F_p$. "
+        "A model that fits D "
+        "poorly has larger gradients on D than on its own samples, so $F_D > F_p$"
     )
     text += (
         f"; the reference run ends at {final_loss:.2f} nats/token on held-out corpus text, far from "
@@ -514,5 +543,5 @@ def n_report(studies: Mapping[str, pd.DataFrame]) -> str:
         f"{a.kl:.4f} to {z.kl:.4f} bits/byte and its bootstrap s.e. from {a.se:.4f} to {z.se:.4f} "
         f"(×{z.se / a.se:.2f}; 1/√N predicts ×{(a.n / z.n) ** 0.5:.2f}). The closed-form s.e. at "
         f"the largest N is {z.se_formula:.4f}; the bootstrap error scales as "
-        f"N^{se_exponent(first):.2f} (1/√N would be N^-0.50)."
+        f"$N^{{{se_exponent(first):.2f}}}$ ($1/\\sqrt{{N}}$ would be $N^{{-0.50}}$)."
     )

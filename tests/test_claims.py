@@ -50,8 +50,43 @@ def test_orderings_three_outcomes(fn, k: int) -> None:
 
 def test_ordering_carries_the_papers_ratio_where_it_prints_both() -> None:
     got = claims.ft_below_random(pairs(1.0), pairs(2.0))
-    assert got.paper == pytest.approx(2.1 / 0.40) and got.paper_kind == "ratio of median / median"
+    assert (
+        got.paper == pytest.approx(2.1 / 0.40)
+        and got.paper_kind == "ratio of medians (ours: of medians)"
+    )
     assert claims.eight_below_four(pairs(1.0), pairs(2.0)).paper is None
+
+
+def test_floor_is_each_models_largest_noise_kl() -> None:
+    """A bit-identical comparison (KL 0) must not pull the floor down: the floor of a model is
+    its largest comparison, so a floor of {0, 0, big} per model is ``big``, computed here by hand."""
+    zero = np.zeros(N)
+    rows = []
+    for model, big in (("m1", 3.0), ("m2", 5.0)):
+        for label, noise in (("batch", zero), ("batch2", zero), ("bf16", RNG.normal(0, big, N))):
+            labels = {
+                "setting": "Floor",
+                "a": model,
+                "b": model,
+                "model": model,
+                "comparison": label,
+            }
+            rows.append((BASE, BASE + noise, labels))
+    floor = build_pairs(rows, BYTES, np.arange(N), RES)
+    top = claims.largest_floor(floor)
+    assert sorted(top.frame.comparison) == ["bf16", "bf16"] and len(top) == 2
+    d = floor.frame
+    expected = [d[(d.model == m)].kl.max() for m in ("m1", "m2")]
+    assert list(top.frame.sort_values("model").kl) == pytest.approx(expected)
+    # quantization KLs between the zero comparisons and the bf16 floor: a median over all
+    # comparisons (0) would say "floor < 8-bit"; the largest floor does not
+    eight = pairs(1.0)
+    four = pairs(100.0)
+    assert np.median(eight.frame.kl) < np.median(top.frame.kl)
+    got = claims.floor_below_quantization(floor, eight, four)
+    assert got.verdict == "not reproduced" and "out of order" in got.reason
+    assert claims.floor_below_quantization(floor, pairs(50.0), four).verdict == "holds"
+    assert claims.floor_below_quantization(floor, eight, EMPTY).verdict == "not tested"
 
 
 def _fixed(kl: float, low: float, high: float) -> PairSet:
@@ -141,3 +176,36 @@ def test_verdicts_are_the_results_contract() -> None:
         "verdict",
         "why",
     ]
+
+
+def _consecutive(scales: list[float], model: str = "m") -> PairSet:
+    """Consecutive pairs of one run at steps 0, 1, 2, … with KLs growing with ``scales``."""
+    rows = [
+        (
+            BASE,
+            BASE + RNG.normal(0, sc, size=N),
+            {
+                "setting": "Consecutive",
+                "a": "",
+                "b": "",
+                "model": model,
+                "step": i,
+                "step_next": i + 1,
+            },
+        )
+        for i, sc in enumerate(scales)
+    ]
+    return build_pairs(rows, BYTES, np.arange(N), RES)
+
+
+def test_early_segments_wider_three_outcomes() -> None:
+    from kltools.pairs import concat
+
+    wide_early = concat([_consecutive([8.0, 4.0, 1.0], "r1"), _consecutive([6.0, 1.0], "r2")])
+    got = claims.early_segments_wider(wide_early)
+    assert got.verdict == "holds" and "2 of 2 runs" in got.reason
+    assert got.ours > 1
+    narrow_early = concat([_consecutive([1.0, 4.0, 8.0], "r1"), _consecutive([6.0, 1.0], "r2")])
+    miss = claims.early_segments_wider(narrow_early)
+    assert miss.verdict == "not reproduced" and "1 of 2 runs" in miss.reason
+    assert claims.early_segments_wider(_consecutive([3.0])).verdict == "not tested"

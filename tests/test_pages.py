@@ -380,3 +380,37 @@ def test_figure_check_wants_150_dpi_png_and_a_pdf(tmp_path: Path) -> None:
         "figure ch/blurry.png: 110 dpi, below 150",
         "figure ch/blurry.png: no PDF beside it",
     ]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_page_table_rounds_escapes_and_folds() -> None:
+    import pandas as pd
+
+    from kltools.book.tables import fmt_cell, page_table
+
+    frame = pd.DataFrame(
+        {"claim": ["c_l<c_W", "x"], "kl [bits/byte]": [63.857512, float("nan")], "n": [3, 1200]}
+    )
+    html = page_table(frame).data
+    assert "c_l&lt;c_W" in html and "<c_W" not in html  # never read as an HTML tag
+    assert "63.9" in html and "63.857" not in html  # three significant digits
+    assert "nan" not in html.lower() and "—" in html  # a missing value says so
+    assert "1,200" in html
+    assert html.count("<tr>") == 3  # header + 2 rows, and no index column
+    assert "<th></th>" not in html and "<details>" not in html
+    long = page_table(pd.DataFrame({"kl": [0.5] * 30})).data
+    assert long.startswith("<details><summary>All 30 rows")
+    assert fmt_cell(1.5887e-06) == "1.59×10<sup>-6</sup>" and fmt_cell(0.0) == "0"
+
+
+def test_page_table_text_is_the_table_not_a_repr() -> None:
+    import pandas as pd
+    from IPython.core.formatters import DisplayFormatter
+
+    from kltools.book.tables import page_table
+
+    data, _ = DisplayFormatter().format(page_table(pd.DataFrame({"verdict": ["holds"]})))
+    assert "holds" in data["text/plain"] and "object" not in data["text/plain"]
+    assert "<table" in data["text/html"]

@@ -140,6 +140,7 @@ from kltools.book.params import (
 )
 from kltools.book.render import render, rendered_toc, write_rendered_toc
 from kltools.book.runtime import parameters_table, save_figure, show_parameters
+from kltools.book.tables import page_table
 
 __all__ = [
     "CHAPTERS",
@@ -173,6 +174,7 @@ __all__ = [
     "notebook_problems",
     "notebook_source_hash",
     "notebooks_dir",
+    "page_table",
     "package_source_hash",
     "parameters_table",
     "params_path",

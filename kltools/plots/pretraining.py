@@ -41,19 +41,24 @@ def plot_loglik_pair(a: xr.DataArray, b: xr.DataArray, labels: Sequence[str]) ->
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.8))
     ax1.scatter(a.values, b.values, s=10, alpha=0.6)
     lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
-    ax1.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="ℓ_a = ℓ_b")
+    ax1.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label=r"$\ell_a = \ell_b$")
     ax1.legend()
     finish(
         ax1,
-        f"ℓ_a(x) [nats], a = {labels[0]}",
-        f"ℓ_b(x) [nats], b = {labels[1]}",
+        rf"$\ell_a(x)$ [nats], a = {labels[0]}",
+        rf"$\ell_b(x)$ [nats], b = {labels[1]}",
         "one point per text",
     )
     d = (a.values - b.values).astype(np.float64)
     ax2.hist(d, bins=30, color=colors_for(["d"])["d"])
     ax2.axvline(d.mean(), color="k", lw=1, label=f"mean {d.mean():.1f}")
     ax2.legend()
-    finish(ax2, "ℓ_a(x) − ℓ_b(x) [nats]", "texts", "its spread is the KL; its mean is centred away")
+    finish(
+        ax2,
+        r"$\ell_a(x) - \ell_b(x)$ [nats]",
+        "texts",
+        "its spread is the KL; its mean is centred away",
+    )
     return fig
 
 
@@ -74,7 +79,7 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
     Filled markers: the estimator on the models' own samples (the validation); open markers:
     the estimator on the fixed text set (the corpus).
     """
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4.8), layout="constrained")
     colors = colors_for(["near", "mid", "far"])
     styles = (
         ("estimate_sampled", "estimate_sampled_se", "on model samples", "o", "full"),
@@ -106,11 +111,10 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
     lo, hi = vals.min() / 2, vals.max() * 2
     ax1.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1, label="estimate = MC")
     ax1.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi))
-    ax1.legend(fontsize=7)
     finish(
         ax1,
-        "Monte-Carlo KL, (KL(p‖q)+KL(q‖p))/2 [bits/byte]",
-        "estimate Var(ℓ_p−ℓ_q)/2 [bits/byte]",
+        r"Monte-Carlo KL, $(\mathrm{KL}(p\|q) + \mathrm{KL}(q\|p))/2$ [bits/byte]",
+        r"estimate $\mathrm{Var}(\ell_p - \ell_q)/2$ [bits/byte]",
         "estimate vs Monte Carlo (±2 s.e.)",
     )
     for kind, part in df.groupby("kind"):
@@ -130,7 +134,8 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
             )
     ax2.axhline(1.0, color="grey", ls="--", lw=1, label="ratio 1")
     ax2.set(xscale="log", yscale="log")
-    ax2.legend(fontsize=7)
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
     finish(
         ax2,
         "Monte-Carlo KL per token [nats/token]",
@@ -149,9 +154,9 @@ def plot_kl_vs_n(df: pd.DataFrame, label: str) -> plt.Figure:
     ax1.legend()
     finish(ax1, "number of texts N", KL_LABEL, label)
     ax2.loglog(df.n, df.se, "o-", label="bootstrap s.e.")
-    ax2.loglog(df.n, df.se_formula, "s--", label="√((μ₄−σ⁴)/N)/2")
+    ax2.loglog(df.n, df.se_formula, "s--", label=r"$\sqrt{(\mu_4 - \sigma^4)/N}\,/\,2$")
     guide = df.se.iloc[-1] * np.sqrt(df.n.iloc[-1] / df.n)
-    ax2.loglog(df.n, guide, color="grey", lw=1, ls=":", label="∝ 1/√N")
+    ax2.loglog(df.n, guide, color="grey", lw=1, ls=":", label=r"$\propto 1/\sqrt{N}$")
     ax2.legend()
     finish(ax2, "number of texts N", "standard error [bits/byte]", "error shrinks like 1/√N")
     return fig
@@ -234,7 +239,9 @@ def plot_preprocess_effect(
         ax1.axvline(n_drop + 0.5, color="k", ls="--", lw=1, label=f"{n_drop} texts dropped")
         ax1.legend()
     ax1.set_yscale("log")
-    finish(ax1, "text rank", "largest |ℓ_{t+1} − ℓ_t| [nats]", "text scores (post warm-up)")
+    finish(
+        ax1, "text rank", r"largest $|\ell_{t+1} - \ell_t|$ [nats]", "text scores (post warm-up)"
+    )
     m = raw.merge(clean, on=["model", "step"], suffixes=("_raw", "_clean"))
     ax2.scatter(m.kl_raw, m.kl_clean, s=12, alpha=0.7)
     lo, hi = (
@@ -290,7 +297,7 @@ def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
 
     ``table``: :func:`kltools.settings.pretraining.table1` (a mean over pairs drawn as a diamond).
     """
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(table) + 1.5))
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(table) + 1.8), layout="constrained")
     kinds = {"consecutive": "consecutive", "seeds": "seeds", "vs": "sizes"}
     group = [kinds[k.split(" ")[0]] for k in table.key]
     colors = colors_for(list(kinds.values()))
@@ -304,11 +311,11 @@ def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
             color=colors[g],
             capsize=3,
         )
-    ax.set_yticks(y, [f"{q} (paper: {k})" for k, q in zip(table.key, table.quantity)], fontsize=8)
+    ax.set_yticks(y, [f"{q}\n(paper: {k})" for k, q in zip(table.key, table.quantity)], fontsize=8)
     ax.set_xscale("log")
     for g in kinds.values():
         ax.plot([], [], "o", color=colors[g], label=g)
-    ax.legend(loc="lower right")
+    fig.legend(loc="outside lower center", ncol=3, fontsize=9)
     finish(ax, KL_LABEL + " (95% bootstrap interval)", None, "late checkpoints < seeds < sizes?")
     return fig
 
@@ -328,7 +335,7 @@ def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, st
             "o-",
             ms=3,
             color=colors[m],
-            label=f"c_ℓ {labels.get(m, m)}",
+            label=rf"$c_\ell$ {labels.get(m, m)}",
         )
         if c_w is not None and m in c_w["model"].values:
             ax.plot(
@@ -338,7 +345,7 @@ def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, st
                 ms=3,
                 color=colors[m],
                 alpha=0.7,
-                label=f"c_W {labels.get(m, m)}",
+                label=rf"$c_W$ {labels.get(m, m)}",
             )
         for c in (c_l, c_w):
             if c is not None and "interpolated" in c and m in c["model"].values:
@@ -352,7 +359,7 @@ def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, st
                     zorder=5,
                 )
     ax.plot([], [], "kx", label="interpolated (missing checkpoint)")
-    ax.axhline(1.0, color="grey", lw=1, ls="--", label="c = 1 (ordinary diffusion)")
+    ax.axhline(1.0, color="grey", lw=1, ls="--", label=r"$c = 1$ (ordinary diffusion)")
     ax.legend(fontsize=7, ncol=2)
     finish(
         ax,
@@ -393,9 +400,11 @@ def plot_diffusion_grid(
     fig, axes = plt.subplots(len(models), n, figsize=(5.2 * n, 3.6 * len(models)), squeeze=False)
     colors = dict(zip(starts, ramp("C0", len(starts), light=0.6)))
     for row, m in zip(axes, models):
-        panels = [(row[0], D_l, "D_ℓ = KL [bits/byte]", "log-likelihood space")]
+        panels = [(row[0], D_l, r"$D_\ell$ = KL [bits/byte]", "log-likelihood space")]
         if D_w is not None and m in D_w["model"].values:
-            panels.append((row[1], D_w, "D_W = Σ(Δθ)² [weight units²]", "weight space"))
+            panels.append(
+                (row[1], D_w, r"$D_W = \sum (\Delta\theta)^2$ [weight units²]", "weight space")
+            )
         for ax, D, ylab, title in panels:
             for s in starts:
                 sel = D.sel(model=m, step=s)
@@ -405,7 +414,7 @@ def plot_diffusion_grid(
                 ax.loglog(x[ok], y[ok], "o-", color=colors[s], label=f"from step {s}")
                 if ok.any():
                     ax.loglog(x[ok], y[ok][0] * x[ok] / x[ok][0], color=colors[s], ls=":", lw=1)
-            ax.plot([], [], "k:", lw=1, label="c = 1 guide")
+            ax.plot([], [], "k:", lw=1, label=r"$c = 1$ guide")
             ax.legend(fontsize=7)
-            finish(ax, "Δ steps", ylab, f"{title}: {m}")
+            finish(ax, r"$\Delta$ steps", ylab, f"{title}: {m}")
     return fig

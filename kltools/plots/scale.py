@@ -1,8 +1,8 @@
 """Figures of part II: quantization, the numerical floor, fine-tuning, layers and the scale.
 
 Each function takes tidy data (the pair-set frames of :mod:`kltools.settings`) and returns
-a matplotlib ``Figure``. KL axes are in bits/byte; the scale uses the paper's symlog axis
-(linthresh 0.1; ticks 0, 0.05, 0.1, 0.5, 1, 5, 10, 50).
+a matplotlib ``Figure``. KL axes are in bits/byte. The scale figure (Fig. 3) uses a log axis
+chosen for the book's values, not the paper's symlog axis (see :func:`plot_scale`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from kltools.plots import KL_LABEL, colors_for, finish
 
 __all__ = [
     "SCALE_TICKS",
+    "SECTIONS",
     "plot_finetuning",
     "plot_floor",
     "plot_layer_kl",
@@ -105,29 +106,64 @@ def plot_quant_kl(frame: pd.DataFrame, floor: pd.DataFrame | None = None) -> plt
     return fig
 
 
-def plot_quant_map(points: pd.DataFrame) -> plt.Figure:
+def plot_quant_map(points: pd.DataFrame, coincide: float = 0.01) -> plt.Figure:
     """Map of base models and their quantized copies, each copy joined to its base (Fig. 2a).
 
-    ``points``: columns ``x``, ``y``, ``model``, ``variant`` (``full`` for the base).
+    ``points``: columns ``x``, ``y``, ``model``, ``variant`` (``full`` for the base). A copy
+    closer to its base than ``coincide`` × the map's extent cannot be told from it on the
+    page: it is ringed, its variant's legend entry says "on its base", and a note under the
+    map counts such copies (their KLs are in the chapter's table), instead of a map that
+    seems to draw nothing.
     """
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = plt.subplots(figsize=(6.5, 5.2))
     variants = [v for v in dict.fromkeys(points.variant) if v != "full"]
     vcol = colors_for(variants)
+    extent = max(float(np.ptp(points.x)), float(np.ptp(points.y)), 1e-300)
+    hidden: dict[str, int] = {}
+    total: dict[str, int] = {}
     for m, g in points.groupby("model", sort=False):
         base = g[g.variant == "full"].iloc[0]
         for r in g[g.variant != "full"].itertuples():
             ax.plot([base.x, r.x], [base.y, r.y], color=vcol[r.variant], lw=1.2, zorder=1)
+            total[r.variant] = total.get(r.variant, 0) + 1
+            if np.hypot(r.x - base.x, r.y - base.y) < coincide * extent:
+                hidden[r.variant] = hidden.get(r.variant, 0) + 1
         ax.scatter(base.x, base.y, s=70, color="black", marker="o", zorder=3)
-        ax.annotate(str(m), (base.x, base.y), xytext=(5, 5), textcoords="offset points")
+        ax.annotate(str(m), (base.x, base.y), xytext=(6, 6), textcoords="offset points")
     for v in variants:
         g = points[points.variant == v]
-        ax.scatter(g.x, g.y, s=28, color=vcol[v], label=v, zorder=2, edgecolor="white", lw=0.5)
+        label = f"{v} (on its base)" if hidden.get(v) == total.get(v) else v
+        ax.scatter(g.x, g.y, s=28, color=vcol[v], label=label, zorder=2, edgecolor="white", lw=0.5)
     ax.scatter([], [], s=70, color="black", label="full precision")
-    ax.legend(fontsize=8, loc="best")
+    if hidden:
+        n = sum(hidden.values())
+        ax.scatter(
+            points[points.variant == "full"].x,
+            points[points.variant == "full"].y,
+            s=260,
+            facecolor="none",
+            edgecolor="0.4",
+            lw=1,
+            ls=":",
+            zorder=2,
+        )
+        ax.text(
+            0.5,
+            -0.2,
+            f"{n} of {sum(total.values())} copies lie within {coincide:.0%} of the map's extent "
+            "of their base\n(ringed: drawn on top of it, too close to tell apart here; "
+            "their KLs are in the table).",
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="0.3",
+        )
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     finish(
         ax,
-        "PC 1 [√(bits/byte)]",
-        "PC 2 [√(bits/byte)]",
+        r"PC 1 [$\sqrt{\mathrm{bits/byte}}$]",
+        r"PC 2 [$\sqrt{\mathrm{bits/byte}}$]",
         "Model map: each model and its quantized copies",
     )
     return fig
@@ -167,18 +203,15 @@ def plot_floor(floor: pd.DataFrame, reference: pd.DataFrame | None = None) -> pl
     n_floor = len(dict.fromkeys(floor.comparison))
     if reference is not None and len(reference):
         ax.axhline(n_floor - 0.5, color="0.5", lw=0.8, ls="--")
-    ax.text(
-        0.99,
-        0.01,
-        f"values ≤ {small:.0e} (incl. exact 0) drawn at the left edge",
-        transform=ax.transAxes,
-        ha="right",
-        va="bottom",
-        fontsize=7,
-        color="0.4",
+    ax.legend(
+        fontsize=8, title="model", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
     )
-    ax.legend(fontsize=8, title="model", loc="lower right", bbox_to_anchor=(1, 0.06))
-    finish(ax, KL_LABEL + " (log)", None, "Numerical floor vs quantization")
+    finish(
+        ax,
+        KL_LABEL + f" (log)\nvalues ≤ {small:.0e} (exact 0 included) are drawn at the left edge",
+        None,
+        "Numerical floor vs quantization",
+    )
     return fig
 
 
@@ -246,8 +279,13 @@ def plot_lineage_map(points: pd.DataFrame) -> plt.Figure:
         ax.scatter([], [], marker=_MARKERS[gi % len(_MARKERS)], color="0.5", label=name)
     for t in types:
         ax.scatter([], [], marker="s", color=colors[t], label=f"type {t}")
-    ax.legend(fontsize=8, loc="best")
-    finish(ax, "PC 1 [√(bits/byte)]", "PC 2 [√(bits/byte)]", "Fine-tuning lineages")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    finish(
+        ax,
+        r"PC 1 [$\sqrt{\mathrm{bits/byte}}$]",
+        r"PC 2 [$\sqrt{\mathrm{bits/byte}}$]",
+        "Fine-tuning lineages",
+    )
     return fig
 
 
@@ -273,10 +311,12 @@ def plot_layer_kl(frame: pd.DataFrame) -> plt.Figure:
             ms=5,
         )
     ax.set_yscale("log")
-    ax.legend(fontsize=8, title="model")
+    ax.legend(
+        fontsize=8, title="model", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
     finish(
         ax,
-        "relative depth of layer k+1 (k+1)/L",
+        r"relative depth of layer $k+1$: $(k+1)/L$",
         KL_LABEL,
         "Logit lens: KL between adjacent layers",
     )
@@ -302,9 +342,31 @@ def plot_layer_map(points: pd.DataFrame) -> plt.Figure:
         ax.annotate(
             f"{m} (output)", (last.x, last.y), xytext=(4, 3), textcoords="offset points", fontsize=7
         )
-    ax.legend(fontsize=8, title="model (light = embeddings → dark = output)")
-    finish(ax, "PC 1 [√(bits/byte)]", "PC 2 [√(bits/byte)]", "Layer trajectories (logit lens)")
+    ax.legend(
+        fontsize=8,
+        title="model\n(light: embeddings,\ndark: output)",
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        borderaxespad=0,
+    )
+    finish(
+        ax,
+        r"PC 1 [$\sqrt{\mathrm{bits/byte}}$]",
+        r"PC 2 [$\sqrt{\mathrm{bits/byte}}$]",
+        "Layer trajectories (logit lens)",
+    )
     return fig
+
+
+#: the paper's section of each group of settings (Fig. 3); the floor is the book's own
+SECTIONS: dict[str, str] = {
+    "pretraining": "§3.1 pretraining",
+    "quantization": "§3.2 quantization",
+    "fine-tuning": "§3.3 fine-tuning",
+    "layers": "§3.4 layers",
+    "numerics": "book: floor",
+}
 
 
 def plot_scale(
@@ -313,69 +375,89 @@ def plot_scale(
     groups: Mapping[str, Sequence[str]] | None = None,
     paper: Mapping[str, float | None] | None = None,
 ) -> plt.Figure:
-    """One violin per setting on the paper's symlog axis (Fig. 3), median marked.
+    """One violin per setting on a logarithmic KL axis (Fig. 3), median marked.
 
-    ``frame``: ``setting``, ``kl``. ``groups``: section name -> settings (dashed separators
-    and a colour per section). ``paper``: setting -> published value (drawn as a red ``x``).
+    The paper draws Fig. 3 on a symlog axis (linear below 0.1 bits/byte), which suits its
+    values; ours span many more decades (the floor, 8-bit), which a linear stretch below 0.1
+    flattens onto zero. So the axis here is logarithmic from just below the smallest
+    positive KL to above the largest value shown. KLs that are exactly 0 (bit-identical
+    extractions) cannot sit on a log axis: they are drawn as triangles on the bottom edge
+    and counted in the setting's label.
+
+    ``frame``: ``setting``, ``kl``. ``groups``: group name -> settings (dashed separators, a
+    colour per group and the paper's section labels, :data:`SECTIONS`). ``paper``: setting
+    -> published value (a red ``x``).
     """
     order = [o for o in order if o in set(frame.setting)]
-    group_of = {}
-    for gname, settings in (groups or {}).items():
-        for s in settings:
-            group_of[s] = gname
+    group_of = {s: g for g, settings in (groups or {}).items() for s in settings}
     gcolors = colors_for(list(dict.fromkeys(group_of.get(s, s) for s in order)))
     palette = {s: gcolors[group_of.get(s, s)] for s in order}
-    fig, ax = plt.subplots(figsize=(max(7, 0.85 * len(order) + 2), 4.8))
     data = frame[frame.setting.isin(order)].copy()
-    counts = data.setting.value_counts()
-    violins = data[data.setting.map(counts) >= 3]
-    if len(violins):
-        sns.violinplot(
-            data=violins,
-            x="setting",
-            y="kl",
-            order=order,
-            hue="setting",
-            palette=palette,
-            legend=False,
-            cut=0,
-            inner=None,
-            density_norm="width",
-            linewidth=0.8,
-            ax=ax,
-        )
-    sns.stripplot(
-        data=data,
-        x="setting",
-        y="kl",
-        order=order,
-        color="0.2",
-        size=2.5,
-        jitter=0.12,
-        ax=ax,
-        alpha=0.7,
-    )
-    med = data.groupby("setting").kl.median()
-    for i, s in enumerate(order):
-        ax.hlines(med[s], i - 0.3, i + 0.3, color="black", lw=2, zorder=4)
+    positive = data[data.kl > 0]
+    zeros = data[data.kl <= 0].setting.value_counts()
+    shown = [float(v) for v in positive.kl]
+    if paper:
+        shown += [float(paper[s]) for s in order if paper.get(s)]
+    low = 10 ** np.floor(np.log10(min(shown))) if shown else 1e-8
+    high = 10 ** np.ceil(np.log10(max(shown) * 1.5)) if shown else 1.0
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    counts = positive.setting.value_counts()
+    violins = positive[positive.setting.map(counts) >= 3].assign(logkl=lambda d: np.log10(d.kl))
+    x = {s: i for i, s in enumerate(order)}
+    for s, part in violins.groupby("setting"):
+        body = ax.violinplot(part.logkl, positions=[x[s]], widths=0.8, showextrema=False)
+        for b in body["bodies"]:
+            b.set_facecolor(palette[s])
+            b.set_edgecolor("0.3")
+            b.set_alpha(0.6)
+    # violins were drawn in log10 units: move them onto the log axis
+    for coll in ax.collections:
+        for path in coll.get_paths():
+            path.vertices[:, 1] = 10 ** path.vertices[:, 1]
+    rng = np.random.default_rng(0)
+    jitter = rng.uniform(-0.12, 0.12, len(positive))
+    ax.scatter(positive.setting.map(x) + jitter, positive.kl, s=7, color="0.2", alpha=0.7, zorder=3)
+    med = positive.groupby("setting").kl.median()
+    for s in order:
+        if s in med:
+            ax.hlines(med[s], x[s] - 0.32, x[s] + 0.32, color="black", lw=2, zorder=4)
+        if zeros.get(s):
+            ax.scatter([x[s]], [low], marker="v", color="0.2", s=30, zorder=5, clip_on=False)
         if paper and paper.get(s) is not None:
-            ax.scatter([i + 0.32], [paper[s]], marker="x", color="#d55e00", s=45, zorder=5)
+            ax.scatter([x[s] + 0.34], [paper[s]], marker="x", color="#d55e00", s=40, zorder=5)
+    handles = [plt.Line2D([], [], color="black", lw=2, label="our median")]
     if paper:
-        ax.scatter([], [], marker="x", color="#d55e00", label="paper (published)")
-        ax.hlines([], 0, 0, color="black", lw=2, label="our median")
-        ax.legend(fontsize=8, loc="upper left")
-    prev = None
-    for i, s in enumerate(order):
-        g = group_of.get(s, s)
-        if prev is not None and g != prev:
-            ax.axvline(i - 0.5, color="0.5", ls="--", lw=0.8)
-        prev = g
-    symlog_kl_axis(ax)
-    shown = [float(data.kl.max())]
-    if paper:
-        shown += [float(paper[s]) for s in order if paper.get(s) is not None]
-    top = max(max(shown) * 1.5, 0.2)
-    ax.set_ylim(0, top)
-    ax.tick_params(axis="x", rotation=30)
-    finish(ax, None, KL_LABEL + " (symlog, linear below 0.1)", "The KL scale across settings")
+        handles.append(
+            plt.Line2D([], [], marker="x", color="#d55e00", ls="", label="paper (published)")
+        )
+    if len(zeros):
+        handles.append(
+            plt.Line2D([], [], marker="v", color="0.2", ls="", label="exactly 0 (bottom edge)")
+        )
+    ax.legend(handles=handles, fontsize=9, loc="upper left", ncol=len(handles))
+    ax.set_yscale("log")
+    ax.set_ylim(low, high * 10)
+    labels = [f"{s}\n({zeros[s]}× 0)" if zeros.get(s) else s for s in order]
+    ax.set_xticks(range(len(order)), labels, rotation=35, ha="right", rotation_mode="anchor")
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    spans: dict[str, list[int]] = {}
+    for s in order:
+        spans.setdefault(group_of.get(s, s), []).append(x[s])
+    for i, (g, xs) in enumerate(spans.items()):
+        if i:
+            ax.axvline(min(xs) - 0.5, color="0.5", ls="--", lw=0.8)
+        ax.text(
+            (min(xs) + max(xs)) / 2,
+            1.01,
+            SECTIONS.get(g, g).replace(" ", "\n", 1 if len(xs) < 2 else 0),
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8.5,
+            color=gcolors[g],
+            fontweight="bold",
+        )
+    ax.tick_params(labelsize=10)
+    finish(ax, None, KL_LABEL + " (log scale)", None)
+    fig.suptitle("The KL scale across settings", fontweight="bold")
     return fig
