@@ -239,18 +239,21 @@ def _exponent_claim(
     if not len(table) or any(c not in table or not np.isfinite(table[c]).any() for c in needed):
         missing = "weight-space distances were not computed" if bound else "no exponent was fitted"
         return Claim(claim, title, NOT_TESTED, missing)
-    limit = table[bound] if bound else 1.0
-    ok = table[ours] < limit
+    tested = table[np.isfinite(table[needed]).all(axis=1)]
+    untested = [str(m) for m in table.model[~table.index.isin(tested.index)]]
+    limit = tested[bound] if bound else 1.0
+    ok = tested[ours] < limit
     text = "; ".join(
         f"{r['model']}: {r[ours]:.2f}" + (f" vs {r[bound]:.2f}" if bound else "")
-        for r in table.to_dict("records")
+        for r in tested.to_dict("records")
     )
+    skipped = f"; not tested: {', '.join(untested)}" if untested else ""
     return Claim(
         claim,
         title,
         HOLDS if ok.all() else NOT_REPRODUCED,
-        f"{int(ok.sum())} of {len(table)} sizes ({text})",
-        ours=float(table[ours].median()),
+        f"{int(ok.sum())} of {len(tested)} sizes ({text}){skipped}",
+        ours=float(tested[ours].median()),
         units="median exponent c_ℓ",
     )
 

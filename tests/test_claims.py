@@ -138,6 +138,17 @@ def test_diffusion_claims_three_outcomes() -> None:
     assert claims.subdiffusive(pd.DataFrame(columns=["model", "c_l"])).verdict == "not tested"
 
 
+def test_weight_space_claim_judges_only_the_sizes_with_weight_distances() -> None:
+    # weight distances computed for one size only (pythia: weight_models: [pythia-410m])
+    one = pd.DataFrame({"model": ["a", "b"], "c_l": [0.4, 0.6], "c_W": [0.9, np.nan]})
+    got = claims.loglik_below_weight_space(one)
+    assert got.verdict == "holds"
+    assert "1 of 1 sizes" in got.reason and "not tested: b" in got.reason
+    assert got.ours == 0.4  # the median over the tested sizes only
+    worse = one.assign(c_l=[1.0, 0.1])
+    assert claims.loglik_below_weight_space(worse).verdict == "not reproduced"
+
+
 def _mc(verdicts: list[str]) -> pd.DataFrame:
     return pd.DataFrame(
         {

@@ -69,3 +69,25 @@ def test_settings_object_and_one_results_call(name: str) -> None:
     assert src.count("chapter_results.save(s, ") == 1
     assert f'chapter_results.save(s, "{name}"' in src
     assert "experiments" not in src and "profile ==" not in src
+
+
+#: parameters a setting chapter declares that do not enter Fig. 3: Table 1's consecutive pairs
+#: (chapter 4) and the BOS-policy comparison (chapter 7; Fig. 3's Floor is the numerics floor)
+NOT_IN_FIG3 = {"consecutive_fractions", "compare_bos"}
+
+
+@pytest.mark.parametrize(
+    "name", ["consecutive", "seeds_sizes", "quantization", "floor", "finetuning", "layers"]
+)
+def test_scale_declares_every_input_of_the_settings_it_gathers(name: str) -> None:
+    """Chapter 10 computes each setting with the parameters its own chapter receives: a key of
+    the profile's common section that the scale chapter did not declare would silently fall
+    back to its default there, and the two chapters would disagree."""
+    import dataclasses
+
+    from kltools.config import Settings
+
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    scale = set(book.declared_parameters(book.notebook_path("scale")))
+    own = set(book.declared_parameters(book.notebook_path(name))) & fields
+    assert not (own - scale - NOT_IN_FIG3), f"scale lacks {sorted(own - scale - NOT_IN_FIG3)}"
