@@ -24,23 +24,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kltools.suite.profiles import NEOX_LAYOUT
+from kltools.suite.profiles import pythia_shape
 
 #: BPE vocabulary of the tokenizer used with the Pythia shapes (the models keep 50,304 rows)
 PYTHIA_BPE_VOCAB = 8192
-
-
-def pythia_shape(hidden: int, layers: int, heads: int, vocab: int = 50304) -> dict[str, Any]:
-    """GPT-NeoX config fields of a Pythia-shaped model (MLP width 4x hidden, context 2048)."""
-    return {
-        **NEOX_LAYOUT,
-        "vocab_size": vocab,
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "intermediate_size": 4 * hidden,
-        "max_position_embeddings": 2048,
-    }
 
 
 def tiny_suite_shape() -> tuple[str, dict[str, Any]]:

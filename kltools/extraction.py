@@ -78,22 +78,6 @@ CPU_BATCH_TOKENS = 512
 CPU_MAX_BATCH_TOKENS = 8192
 #: upper bound of the automatic CUDA batch, in tokens
 CUDA_MAX_BATCH_TOKENS = 65536
-#: names a unit label may not take: the store's own variables (see kltools.store.RESERVED)
-_RESERVED = (
-    "unit",
-    "text",
-    "layer",
-    "spec",
-    "dtype",
-    "quantization",
-    "done",
-    "run",
-    "resolved",
-    "loglik",
-    "n_tokens",
-    "text_bytes",
-    "domain",
-)
 
 
 # --------------------------------------------------------------------------- units
@@ -128,11 +112,13 @@ class Unit:
         coords = dict(self.coords) if self.coords is not None else {"model": self.spec}
         if not coords:
             raise KLToolsError(f"unit {self.spec!r} has empty coords: give at least one label")
+        from kltools.store import RESERVED
+
         for key, value in coords.items():
-            if not isinstance(key, str) or not key.isidentifier() or key in _RESERVED:
+            if not isinstance(key, str) or not key.isidentifier() or key in RESERVED:
                 raise KLToolsError(
                     f"unit {self.spec!r}: coordinate name {key!r} is not allowed "
-                    f"(use an identifier other than {', '.join(_RESERVED)})"
+                    f"(use an identifier other than {', '.join(RESERVED)})"
                 )
             if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
                 raise KLToolsError(

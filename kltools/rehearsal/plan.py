@@ -211,18 +211,10 @@ class HubPlan:
 
 def neox_config(size: str, vocab: int) -> dict[str, Any]:
     """GPT-NeoX config fields of a rehearsal Pythia size (Pythia layout, scaled down)."""
-    from kltools.suite.profiles import NEOX_LAYOUT
+    from kltools.suite.profiles import pythia_shape
 
     hidden, layers, heads = PYTHIA_SHAPES[size]
-    return {
-        **NEOX_LAYOUT,
-        "vocab_size": vocab,
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "intermediate_size": 4 * hidden,
-        "max_position_embeddings": 2048,
-    }
+    return pythia_shape(hidden, layers, heads, vocab=vocab)
 
 
 def padded_vocab(n_tokens: int) -> int:

@@ -221,6 +221,19 @@ NEOX_LAYOUT: dict[str, Any] = {
 }
 
 
+def pythia_shape(hidden: int, layers: int, heads: int, vocab: int = 50304) -> dict[str, Any]:
+    """GPT-NeoX config fields of a Pythia-shaped model (MLP width 4x hidden, context 2048)."""
+    return {
+        **NEOX_LAYOUT,
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden,
+        "max_position_embeddings": 2048,
+    }
+
+
 def model_config(profile: Profile, size: SizeSpec) -> dict[str, Any]:
     """GPT-NeoX config fields of one size (Pythia layout, :data:`NEOX_LAYOUT`)."""
     return {
