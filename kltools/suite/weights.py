@@ -1,4 +1,4 @@
-"""Weight-space distances between checkpoints (paper-notes §3, Diffusion).
+"""Weight-space distances between checkpoints (Kishino et al. 2026, Sec. 3.1 and Fig. 5: diffusion).
 
 ``D_W(t, t') = Σ over all parameters (θ_t − θ_t')²``: differences of the float32 weights,
 squared and summed in float64, from each checkpoint to each of the next ``max_lag``
