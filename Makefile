@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= tiny
 CH ?=
+# pytest-xdist workers for make test (one torch thread each); TEST_WORKERS=0 runs in one process
+TEST_WORKERS ?= 2
 PARAMS ?= params/$(PROFILE).yaml
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -48,7 +50,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 env: $(VENV)/.installed
 
 test: env
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 book: env
 	$(PY) -m kltools book build --profile $(PROFILE) --params $(PARAMS)

@@ -32,9 +32,18 @@ Fixtures (names are stable; other test modules rely on them)
     per test session (``kltools.suite.build``; a no-op when ``$KLTOOLS_TEST_SMOKE_SUITE`` names
     an up-to-date one). Requesting it also points ``KLTOOLS_SUITE_ROOT`` at it for the rest of
     the session, so ``smoke-…`` model names resolve everywhere.
+``shared_build`` (session) -> callable ``shared_build(name, given=None)``
+    A context manager yielding a folder to build into once per run (shared by the pytest-xdist
+    workers, under a file lock; ``given`` names an existing folder to reuse instead).
 ``smoke_data_root`` (session) -> pathlib.Path
     One data root (zarr stores) for the session's smoke chapters, so that chapters sharing a
     store (the pretraining chapters) extract it once.
+
+Parallel runs (``pytest -n 2``, as ``make test`` does): the smoke suite is built once for all
+workers (under a file lock, in the run's shared temporary folder); every test that uses
+``smoke_data_root`` is put in one ``xdist_group`` so that they share one data root on one
+worker; each worker runs torch (and the processes it starts) with one thread, so two workers
+use the two cores without oversubscribing them.
 
 Constants ``TINY_BPE_VOCAB``, ``TINY_CHARS`` and ``TINY_NEOX_CONFIG`` are importable from
 ``tests.conftest`` only by path; prefer the fixtures.
@@ -47,8 +56,14 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _XDIST_WORKER is not None:  # one thread per worker, inherited by kernels and subprocesses
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
 
-from collections.abc import Callable  # noqa: E402
+import functools  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import AbstractContextManager, contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -209,14 +224,52 @@ def tiny_neox(make_tiny_neox: Callable[..., Path]) -> Path:
     return make_tiny_neox(0)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, keep the tests that share the smoke data root on one worker."""
+    for item in items:
+        if "smoke_data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke-data"))
+
+
+@contextmanager
+def shared_build_dir(
+    tmp_path_factory: pytest.TempPathFactory, name: str, given: str | None = None
+) -> Iterator[Path]:
+    """A folder that one session builds once, held under a file lock while the caller builds.
+
+    ``given`` (a path from the environment) wins; under pytest-xdist every worker of the run
+    gets the same folder, so the first builds and the others find it built (the builders
+    reuse what is there); otherwise a fresh temporary folder.
+    """
+    from filelock import FileLock
+
+    if given:
+        root = Path(given)
+    elif _XDIST_WORKER is not None:
+        root = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    else:
+        root = tmp_path_factory.mktemp(name)
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        yield root
+
+
+@pytest.fixture(scope="session")
+def shared_build(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., AbstractContextManager[Path]]:
+    """``shared_build(name, given=None)``: :func:`shared_build_dir` for this session."""
+    return functools.partial(shared_build_dir, tmp_path_factory)
+
+
 @pytest.fixture(scope="session")
 def smoke_suite_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke model suite, built once per session and shared by every test that needs it."""
     from kltools.suite import build
 
     given = os.environ.get("KLTOOLS_TEST_SMOKE_SUITE")
-    root = Path(given) if given else tmp_path_factory.mktemp("suite")
-    build("smoke", root, jobs=2, verbose=False)  # reuses whatever is already built
+    with shared_build_dir(tmp_path_factory, "suite", given) as root:
+        build("smoke", root, jobs=1 if _XDIST_WORKER else 2, verbose=False)  # reuses what is built
     os.environ["KLTOOLS_SUITE_ROOT"] = str(root)
     return root
 

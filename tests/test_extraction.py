@@ -255,7 +255,9 @@ def test_smoke_stores_unchanged_by_the_many_units_path(
     The per-unit path (a fresh ``from_pretrained`` per unit, per-text tokenisation, 16
     windows per batch as the book used) is the extraction before the speed work; the new
     path reuses model skeletons and token ids and sizes batches by tokens. Values may differ
-    only by the float32 batching floor (1e-4 nats per text, see the module docstring).
+    only by the float32 batching floor (1e-4 nats per text, see the module docstring) plus
+    one unit in the last place of the float32 the store keeps (1.2e-4 nats for a text whose
+    log-likelihood exceeds 1024 nats in size, as a few smoke texts do on some CPUs).
     """
     import kltools.extraction as kx
     from kltools.models import clear_reuse_cache
@@ -289,4 +291,5 @@ def test_smoke_stores_unchanged_by_the_many_units_path(
     present = np.isfinite(b)  # (model, step) pairs a run does not have are NaN in both
     np.testing.assert_array_equal(np.isfinite(a), present)
     assert present.sum() == len(units) * len(texts.texts)
-    assert np.abs(a - b)[present].max() <= 1e-4
+    stored_ulp = np.spacing(np.abs(b[present]).astype(np.float32))
+    assert (np.abs(a - b)[present] <= 1e-4 + stored_ulp).all()

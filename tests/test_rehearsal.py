@@ -70,12 +70,12 @@ def test_full_plan_holds_what_the_pythia_profile_asks_for() -> None:
 
 
 @pytest.fixture(scope="session")
-def rehearsal_root(tmp_path_factory) -> Path:
+def rehearsal_root(shared_build) -> Path:
     from kltools.rehearsal import build_rehearsal
 
-    env = os.environ.get("KLTOOLS_TEST_REHEARSAL")
-    root = Path(env) if env else tmp_path_factory.mktemp("rehearsal")
-    build_rehearsal(root, smoke=True, jobs=1, verbose=False)
+    given = os.environ.get("KLTOOLS_TEST_REHEARSAL")
+    with shared_build("rehearsal", given) as root:  # once for all workers of the run
+        build_rehearsal(root, smoke=True, jobs=1, verbose=False)
     return root
 
 
