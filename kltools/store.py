@@ -476,6 +476,26 @@ def _add_rows(
     return rows
 
 
+def _check_commits(
+    path: Path, old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
+) -> None:
+    """Refuse a unit the store holds from another commit of the same hub revision.
+
+    A revision such as ``main`` can move on the hub, and a rebuilt rehearsal hub gives every
+    revision new commits: a store's finished units would otherwise be reused silently for a
+    model that is no longer the one asked for.
+    """
+    stored = {_key(r): ((r.get("resolved") or {}).get("commit")) for r in old if r["spec"]}
+    for rec in new:
+        was, now = stored.get(_key(rec)), (rec.get("resolved") or {}).get("commit")
+        if was and now and was != now:
+            raise KLToolsError(
+                f"store {path} holds {rec['spec']} from commit {was[:12]}, but it now resolves "
+                f"to commit {now[:12]}: the model changed; extract into a new store, or delete "
+                "this one to score it again"
+            )
+
+
 def prepare(
     store: Any,
     texts: Any,
@@ -511,6 +531,7 @@ def prepare(
         _check_compatible(path, attrs, header)
         old = _records(path)
         _check_units([r for r in old if r["spec"]], records)
+        _check_commits(path, old, records)
         keys = {_key(r): i for i, r in enumerate(old) if r["spec"]}
         added: dict[str, dict[str, Any]] = {}
         for rec in records:

@@ -225,7 +225,9 @@ def tiny_neox(make_tiny_neox: Callable[..., Path]) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, keep the tests that share the smoke data root on one worker."""
+    """Slow tests first (the longest start first, so two workers finish together); under
+    pytest-xdist, the tests that share the smoke data root stay on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
     for item in items:
         if "smoke_data_root" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("smoke-data"))

@@ -49,6 +49,7 @@ def test_batch_tokens_bounded_by_chunk_not_vocab() -> None:
     )
 
 
+@pytest.mark.slow
 def test_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = _run("bench_extract.py", "--quick", "--json", str(out))

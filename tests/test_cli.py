@@ -122,6 +122,7 @@ def _finished(store: Path) -> dict[int, float]:
     return {u["row"]: u["run"]["finished"] for u in json.loads(open_store(store).attrs["units"])}
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path: Path, run_dir: Path, tiny_corpus: str) -> None:
     # enough work per unit (~50k tokens) that the kill lands while later units are pending
     paras = tiny_corpus.split("\n\n")

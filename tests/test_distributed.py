@@ -62,6 +62,7 @@ def test_bad_scheduler_refused_before_work(tmp_path: Path, units, texts) -> None
     assert not (tmp_path / "s.zarr").exists()
 
 
+@pytest.mark.slow
 def test_local_cluster_store_identical_to_serial(tmp_path: Path, units, texts) -> None:
     ref = _serial(units, texts, tmp_path / "serial.zarr")
     ds = extract(units, texts, tmp_path / "dask.zarr", scheduler="local:2", progress=False)
@@ -78,6 +79,7 @@ def test_local_cluster_store_identical_to_serial(tmp_path: Path, units, texts) -
     assert set(threads.values()) == {1} and os.getpid() not in worker_pids
 
 
+@pytest.mark.slow
 def test_killed_worker_loses_no_finished_unit(tmp_path: Path, make_tiny_neox, texts) -> None:
     many = TextSet(
         name="dist-many",

@@ -15,12 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import pythia_cost as C  # noqa: E402
 
 
+@pytest.mark.slow
 def test_pythia_section_dry_run(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -412,6 +412,7 @@ def _smoke_book_parameters(root: Path, lineages: Path) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_smoke_rehearsal_book_runs_every_chapter_through_the_hub_path(
     hub: Path, rehearsal_root: Path, tmp_path: Path, monkeypatch
 ) -> None:

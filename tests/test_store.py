@@ -163,3 +163,19 @@ def test_lens_store(tmp_path: Path, tiny_neox: Path) -> None:
     ds = extract([str(tiny_neox)], _ts(), tmp_path / "l.zarr", layers="all", progress=False)
     assert ds.loglik.dims == ("model", "layer", "text") and list(ds.layer.values) == [0, 1, 2]
     assert ds.attrs["layers"] == [0, 1, 2]
+
+
+def test_unit_from_another_commit_refused(tmp_path: Path, tiny_neox: Path) -> None:
+    """A revision that now resolves to another commit (``main`` moved, the rehearsal hub was
+    rebuilt) is not reused from the store: one clear error, and the store is left as it was."""
+    store, ts = tmp_path / "c.zarr", _ts()
+    header = run_header(ts, bos="paper", layers=None, dtype="float32", device="cpu")
+    rec = Unit(str(tiny_neox), {"model": "t"}).record("float32")
+    first = {**rec, "resolved": {"kind": "hub", "path_or_id": "org/m", "commit": "a" * 40}}
+    (idx,) = prepare(store, ts, header, [first])
+    assert prepare(store, ts, header, [first]) == [idx]  # the same commit: the same row
+    before = tree_hash(store)
+    moved = {**first, "resolved": {**first["resolved"], "commit": "b" * 40}}
+    with pytest.raises(KLToolsError, match=r"from commit aaaaaaaaaaaa, but it now resolves to"):
+        prepare(store, ts, header, [moved])
+    assert tree_hash(store) == before

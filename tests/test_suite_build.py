@@ -207,6 +207,7 @@ def test_second_build_is_a_noop(smoke_root: Path) -> None:
     assert result["seconds"] < 10
 
 
+@pytest.mark.slow
 def test_rebuild_is_bit_identical_and_resumes(smoke_root: Path, tmp_path: Path) -> None:
     """A second build elsewhere (one process) gives the same weights; so does a resumed one."""
     other = tmp_path / "suite"

@@ -171,6 +171,7 @@ def _n_done(store: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_killed_writer_loses_nothing(tmp_path: Path, job: dict) -> None:
     store = tmp_path / "killed.zarr"
     a, b = _start(job["args"], store), _start(job["args"], store)

@@ -183,6 +183,10 @@ def build_rehearsal(
 ) -> dict[str, Any]:
     """Build the rehearsal hub (or reuse it if built with the same plan).
 
+    A rebuild gives every revision a new commit, so it removes ``<root>/data`` (where
+    ``make rehearsal-book`` keeps its stores); a store elsewhere refuses units of the old
+    commits (:func:`kltools.store.prepare`).
+
     Parameters
     ----------
     root : path, optional
@@ -254,6 +258,9 @@ def build_rehearsal(
     for sub in ("hub", "pile", "texts"):
         shutil.rmtree(base / sub, ignore_errors=True)
         (tmp / sub).rename(base / sub)
+    if (base / "data").is_dir():  # make rehearsal-book's stores: units of the previous hub
+        shutil.rmtree(base / "data")
+        log("rehearsal: removed data/, the stores scored on the previous hub's commits")
     (base / "rehearsal.json").write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
     log(
