@@ -304,6 +304,33 @@ def test_missing_cache_fails_at_once_naming_repository_and_revision(
         assert not store.exists()
 
 
+def test_book_build_without_the_cache_fails_at_once_in_one_line(
+    rehearsal_root: Path, tmp_path: Path
+) -> None:
+    """``make rehearsal-book`` with the rehearsal cache moved away: one line naming the first
+    missing repository and revision, exit 2, before any chapter starts."""
+    import yaml
+
+    params = tmp_path / "rehearsal-smoke.yaml"
+    params.write_text(yaml.safe_dump(_smoke_book_parameters(rehearsal_root, tmp_path / "l.json")))
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "moved-away"),
+        "KLTOOLS_DATA_ROOT": str(tmp_path / "data"),
+        "KLTOOLS_BUILD_ROOT": str(tmp_path / "build"),
+    }
+    proc = _kltools(
+        "book", "build", "--profile", "pythia", "--params", str(params), "--no-render", env=env
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("kltools: error:") and "HF_HUB_OFFLINE=1" in lines[0]
+    assert "'EleutherAI/pythia-410m'" in lines[0] and "(revision 'step" in lines[0]
+    assert "chapters (pythia)" not in proc.stdout
+    assert not (tmp_path / "build" / "executed").exists()
+
+
 def test_rebuild_is_a_no_op(rehearsal_root: Path) -> None:
     from kltools.rehearsal import build_rehearsal
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kltools.book import hygiene
 from kltools.book.cache import stored_key
-from kltools.book.execute import build_suite, execute_chapter, report_line
+from kltools.book.execute import build_suite, execute_chapter, needs_execution, report_line
 from kltools.book.layout import (
     CHAPTERS,
     PROFILES,
@@ -58,6 +59,9 @@ def build(
     if with_suite:
         print(build_suite(profile))
     _note_strays()
+    require_hub_models(
+        profile, {n: p for n, p in plan.items() if force or needs_execution(n, p, profile)}
+    )
     print(f"chapters ({profile}): {len(chapters)} of {len(CHAPTERS)} written")
     runs = []
     for name, params in plan.items():
@@ -73,6 +77,39 @@ def build(
         )
         return 1
     return 0
+
+
+#: chapters that read the pretraining store (every checkpoint of every run)
+PRETRAINING_CHAPTERS = (
+    "method",
+    "trajectories",
+    "consecutive",
+    "seeds_sizes",
+    "diffusion",
+    "scale",
+)
+
+
+def require_hub_models(profile: str, to_run: Mapping[str, Mapping[str, Any]]) -> None:
+    """Resolve every hub model the chapters about to run read, before any of them starts.
+
+    The ``pythia`` profile reads the Hugging Face hub (or its cache, offline): a repository or
+    revision that is missing fails here, in one line naming it, instead of once per chapter.
+    The per-setting lists (quantization, floor, layers) are checked; fine-tuning lineages are
+    resolved by their chapter. Other profiles read the local suite, built just before.
+    """
+    if profile != "pythia" or not to_run:
+        return
+    from kltools.config import Settings
+    from kltools.settings.stores import pretraining_units, require_models
+
+    specs: list[str] = []
+    for name, params in to_run.items():
+        s = Settings.from_parameters(params)
+        if chapter_name(name) in PRETRAINING_CHAPTERS:
+            specs += [u.spec for u in pretraining_units(s)]
+        specs += [*s.hub_models, *s.floor_models, *s.layer_models]
+    require_models(specs)
 
 
 def chapter_parameters(

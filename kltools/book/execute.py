@@ -102,6 +102,13 @@ def kernel_environ() -> dict[str, str]:
     return {"JUPYTER_PATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
+def needs_execution(name: str, params: Mapping[str, Any], profile: str) -> bool:
+    """Whether chapter ``name`` must run: no executed notebook, or its cache key changed."""
+    old = cache.stored_key(name)
+    components = cache.cache_components(notebook_path(name), params, profile)
+    return old is None or old.get("key") != cache.cache_key(components)
+
+
 def execute_chapter(
     name: str,
     params: Mapping[str, Any],
@@ -123,7 +130,7 @@ def execute_chapter(
     components = cache.cache_components(src, params, profile)
     key = cache.cache_key(components)
     old = cache.stored_key(name)
-    if not force and old is not None and old.get("key") == key:
+    if not force and not needs_execution(name, params, profile):
         return ChapterRun(chapter_name(name), "cached", 0.0, out)
     reason = "forced" if force else ", ".join(cache.changed_components(old, components))
 
