@@ -576,6 +576,14 @@ def section_book(
         "ratio is the steadier one; wall time counts the other users' load)"
     )
     results["book workload now / present (CPU time)"] = cpu_best["present"] / cpu_best["now"]
+    compute_present = parts["present"]["forward"] + parts["present"]["normalise"]
+    bound = best["present"] / compute_present
+    print(
+        f"  Amdahl bound: the present path spends {compute_present:.2f} of its {best['present']:.2f} s "
+        f"in forward + normalise, so removing every other cost gives at most x{bound:.2f}; "
+        "more needs less arithmetic per text (or more cores than the present path uses)"
+    )
+    results["book workload present compute-only bound"] = bound
     print(
         f"  by CPU time: the float32 roofline runs at {roof_cpu / 1e9:.1f} GFLOP per CPU-second; "
         f"the whole extraction, now, at {flops / cpu_best['now'] / roof_cpu:.1%} of it "
