@@ -414,3 +414,50 @@ def test_page_table_text_is_the_table_not_a_repr() -> None:
     data, _ = DisplayFormatter().format(page_table(pd.DataFrame({"verdict": ["holds"]})))
     assert "holds" in data["text/plain"] and "object" not in data["text/plain"]
     assert "<table" in data["text/html"]
+
+
+def test_point_labels_do_not_overlap_each_other_or_other_points() -> None:
+    """Seven labels on a tight cluster (the fine-tuning map's roots and their LoRA children):
+    no two label boxes overlap and no label covers another point. Placing every label at the
+    same offset, as before, overlaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from kltools.plots import label_points
+
+    rng = np.random.default_rng(0)
+    xs = np.r_[rng.normal(0, 0.03, 7), 2.0, -2.0]
+    ys = np.r_[rng.normal(0, 0.03, 7), 1.0, -1.0]
+    labels = [f"model-{i}/lora" for i in range(len(xs))]
+
+    def boxes(anns, fig):
+        renderer = fig.canvas.get_renderer()
+        return [a.get_window_extent(renderer) for a in anns]
+
+    def overlapping(bs):
+        return sum(a.overlaps(b) for i, a in enumerate(bs) for b in bs[i + 1 :])
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    ax.scatter(xs, ys)
+    naive = [
+        ax.annotate(t, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        for x, y, t in zip(xs, ys, labels)
+    ]
+    fig.canvas.draw()
+    assert overlapping(boxes(naive, fig)) > 0
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    ax.scatter(xs, ys)
+    anns = label_points(ax, xs, ys, labels)
+    fig.canvas.draw()
+    bs = boxes(anns, fig)
+    assert len(bs) == len(labels) and overlapping(bs) == 0
+    pts = ax.transData.transform(np.column_stack([xs, ys]))
+    for i, b in enumerate(bs):
+        others = np.delete(pts, i, axis=0)
+        assert not any(b.contains(px, py) for px, py in others)
+    plt.close(fig)

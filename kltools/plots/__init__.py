@@ -22,6 +22,8 @@ __all__ = [
     "PALETTE",
     "colors_for",
     "finish",
+    "label_points",
+    "map_axis_labels",
     "ramp",
     "set_style",
     "units_label",
@@ -63,6 +65,17 @@ def ramp(color: Any, n: int, *, light: float = 0.8) -> list[tuple[float, float, 
     return [tuple(base + (1.0 - base) * t) for t in ts]
 
 
+def map_axis_labels(points: Any) -> tuple[str, str]:
+    """Axis labels of a KL map (:func:`kltools.maps.project_2d`): PCA axes carry units, t-SNE's none.
+
+    PCA of the double-centred coordinates keeps distances, so its axes are in
+    √(bits/byte); t-SNE keeps only neighbourhoods and its axes have no units.
+    """
+    if getattr(points, "attrs", {}).get("method") == "tsne":
+        return "t-SNE 1 (no units)", "t-SNE 2 (no units)"
+    return r"PC 1 [$\sqrt{\mathrm{bits/byte}}$]", r"PC 2 [$\sqrt{\mathrm{bits/byte}}$]"
+
+
 def units_label(quantity: str, units: str) -> str:
     """``"quantity [units]"``."""
     return f"{quantity} [{units}]"
@@ -79,3 +92,78 @@ def finish(
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+#: where :func:`label_points` tries a label, in units of its ``pad``: eight directions, near
+#: then far
+_LABEL_OFFSETS = [
+    (r * dx, r * dy)
+    for r in (1, 3, 6)
+    for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+]
+
+
+def label_points(
+    ax: plt.Axes,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    *,
+    fontsize: float = 7,
+    pad: float = 4.0,
+    marker_radius: float = 4.0,
+    avoid: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> list[Any]:
+    """Label points so that no label covers another label, another point or the axes' edge.
+
+    Each label goes to the first of 24 offsets around its point (eight directions, ``pad``,
+    ``3 * pad`` then ``6 * pad`` points away) whose box is clear; where none is, to the offset
+    that overlaps least. ``avoid``: more points (x, y) that labels must not cover. Call it
+    when everything else is drawn: it resolves the layout first. Returns the annotations.
+    """
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pts = ax.transData.transform(np.column_stack([np.asarray(xs, float), np.asarray(ys, float)]))
+    extra = np.empty((0, 2))
+    if avoid is not None:
+        extra = ax.transData.transform(np.column_stack([np.asarray(a, float) for a in avoid]))
+    radius = marker_radius * fig.dpi / 72.0
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    out = []
+    for i, (x, y, text) in enumerate(zip(xs, ys, labels)):
+        own = np.all(np.isclose(extra, pts[i]), axis=1) if len(extra) else np.zeros(0, bool)
+        others = np.vstack([np.delete(pts, i, axis=0), extra[~own]])
+        best: tuple[float, int] | None = None
+        for k, (dx, dy) in enumerate(_LABEL_OFFSETS):
+            ann = _annotation(ax, text, x, y, dx * pad, dy * pad, fontsize)
+            box = ann.get_window_extent(renderer)
+            ann.remove()
+            cost = sum(box.overlaps(b) for b in placed)
+            cost += int(
+                np.sum(
+                    (others[:, 0] > box.x0 - radius)
+                    & (others[:, 0] < box.x1 + radius)
+                    & (others[:, 1] > box.y0 - radius)
+                    & (others[:, 1] < box.y1 + radius)
+                )
+            )
+            cost += 0 if frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1) else 1
+            if best is None or cost < best[0]:
+                best = (cost, k)
+            if cost == 0:
+                break
+        dx, dy = _LABEL_OFFSETS[best[1]] if best else (1, 1)
+        ann = _annotation(ax, text, x, y, dx * pad, dy * pad, fontsize)
+        placed.append(ann.get_window_extent(renderer))
+        out.append(ann)
+    return out
+
+
+def _annotation(ax: plt.Axes, text: str, x: float, y: float, dx: float, dy: float, size: float):
+    ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+    va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+    return ax.annotate(
+        str(text), (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=size, ha=ha, va=va
+    )

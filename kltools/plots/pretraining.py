@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 from matplotlib.collections import LineCollection
 
-from kltools.plots import KL_LABEL, colors_for, finish, ramp
+from kltools.plots import KL_LABEL, colors_for, finish, map_axis_labels, ramp
 
 __all__ = [
     "plot_centring",
@@ -190,9 +190,7 @@ def plot_trajectories(
         ax.scatter(*pts[-1], color=colors[m], s=60, marker="*", zorder=4, label=f"{m} (★ final)")
     ax.autoscale()
     ax.legend(fontsize=8, loc="best")
-    finish(
-        ax, f"{xy.attrs.get('method', '')} axis 1", f"{xy.attrs.get('method', '')} axis 2", title
-    )
+    finish(ax, *map_axis_labels(xy), title)
     return fig
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from kltools.plots import KL_LABEL, colors_for, finish
+from kltools.plots import KL_LABEL, colors_for, finish, label_points, map_axis_labels
 
 __all__ = [
     "SCALE_TICKS",
@@ -160,12 +160,7 @@ def plot_quant_map(points: pd.DataFrame, coincide: float = 0.01) -> plt.Figure:
             color="0.3",
         )
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    finish(
-        ax,
-        r"PC 1 [$\sqrt{\mathrm{bits/byte}}$]",
-        r"PC 2 [$\sqrt{\mathrm{bits/byte}}$]",
-        "Model map: each model and its quantized copies",
-    )
+    finish(ax, *map_axis_labels(points), "Model map: each model and its quantized copies")
     return fig
 
 
@@ -272,20 +267,14 @@ def plot_lineage_map(points: pd.DataFrame) -> plt.Figure:
                     lw=0.5,
                     zorder=3,
                 )
-    for r in points.itertuples():
-        ax.annotate(str(r.label), (r.x, r.y), xytext=(4, 3), textcoords="offset points", fontsize=7)
     for gi, gen in enumerate(gens):
         name = "pretrained (generation 0)" if gen == 0 else f"generation {gen}"
         ax.scatter([], [], marker=_MARKERS[gi % len(_MARKERS)], color="0.5", label=name)
     for t in types:
         ax.scatter([], [], marker="s", color=colors[t], label=f"type {t}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    finish(
-        ax,
-        r"PC 1 [$\sqrt{\mathrm{bits/byte}}$]",
-        r"PC 2 [$\sqrt{\mathrm{bits/byte}}$]",
-        "Fine-tuning lineages",
-    )
+    finish(ax, *map_axis_labels(points), "Fine-tuning lineages")
+    label_points(ax, points.x, points.y, [str(v) for v in points.label])
     return fig
 
 
@@ -339,9 +328,10 @@ def plot_layer_map(points: pd.DataFrame) -> plt.Figure:
         shades = ramp(colors[m], len(g))
         ax.scatter(g.x, g.y, c=shades, s=40, edgecolor="black", lw=0.4, zorder=2)
         last = g.iloc[-1]
-        ax.annotate(
-            f"{m} (output)", (last.x, last.y), xytext=(4, 3), textcoords="offset points", fontsize=7
-        )
+        ax.scatter(last.x, last.y, marker="*", s=160, color=colors[m], edgecolor="black", lw=0.6)
+    ax.scatter(
+        [], [], marker="*", s=160, color="0.6", edgecolor="black", lw=0.6, label="output layer"
+    )
     ax.legend(
         fontsize=8,
         title="model\n(light: embeddings,\ndark: output)",
@@ -350,12 +340,7 @@ def plot_layer_map(points: pd.DataFrame) -> plt.Figure:
         bbox_to_anchor=(1.01, 1),
         borderaxespad=0,
     )
-    finish(
-        ax,
-        r"PC 1 [$\sqrt{\mathrm{bits/byte}}$]",
-        r"PC 2 [$\sqrt{\mathrm{bits/byte}}$]",
-        "Layer trajectories (logit lens)",
-    )
+    finish(ax, *map_axis_labels(points), "Layer trajectories (logit lens)")
     return fig
 
 
