@@ -106,3 +106,25 @@ def test_validation_on_smoke(smoke_scale) -> None:
     assert np.allclose(mc.estimate, est)
     study = V.kl_vs_n(s, "near_late")
     assert list(study.n) == [8, 16, 32] and study.kl.iloc[-1] == pytest.approx(est.iloc[0])
+
+
+@pytest.mark.slow
+def test_every_map_keeps_its_projection_and_axis_units(smoke_scale) -> None:
+    """Each chapter's map function returns the projection's attrs, so the plot labels t-SNE
+    axes without units and PCA axes in sqrt(bits/byte) (the lineage map lost them once)."""
+    from kltools import maps
+    from kltools.plots import map_axis_labels
+    from kltools.settings import finetuning as F
+    from kltools.settings import layers as La
+
+    makers = {
+        "trajectories": lambda s, m: maps.trajectory_map(s, m),
+        "finetuning": F.lineage_map,
+        "layers": La.layer_map,
+    }
+    for chapter, make in makers.items():
+        s = chapter_settings(chapter)
+        for method, unit in (("pca", "bits/byte"), ("tsne", "no units")):
+            points = make(s, method)
+            assert points.attrs.get("method") == method, chapter
+            assert all(unit in label for label in map_axis_labels(points)), chapter

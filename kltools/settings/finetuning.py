@@ -145,10 +145,11 @@ def lineage_map(s: Settings, method: str = "pca") -> pd.DataFrame:
     from kltools.sources import lineages
 
     table, _ = lineages(s)
-    pts = model_map(finetuning_store(s).loglik, s, dim="model", method=method)
-    pts = pts.merge(
+    proj = model_map(finetuning_store(s).loglik, s, dim="model", method=method)
+    pts = proj.merge(
         table[["model", "parent", "type", "generation", "method", "domain"]], on="model"
     )
+    pts.attrs.update(proj.attrs)  # the projection's method, perplexity or explained variance
     pts["label"] = [
         m.split("/")[-1] if g == 0 else f"{d}/{me}" if d else m.split("/")[-1]
         for m, g, d, me in zip(pts.model, pts.generation, pts.domain, pts.method)
