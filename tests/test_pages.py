@@ -461,3 +461,24 @@ def test_point_labels_do_not_overlap_each_other_or_other_points() -> None:
         others = np.delete(pts, i, axis=0)
         assert not any(b.contains(px, py) for px, py in others)
     plt.close(fig)
+
+
+def test_long_identifiers_in_tables_can_break_short_text_and_prose_cannot() -> None:
+    import pandas as pd
+
+    from kltools.book.tables import breakable, page_table
+
+    assert breakable("EleutherAI/pythia-410m@step120000") == (
+        "EleutherAI/<wbr>pythia-<wbr>410m@<wbr>step120000"
+    )
+    assert breakable("tiny-s@step320") == "tiny-s@step320"  # short: one piece
+    assert breakable("a prose cell with spaces/slashes-and-dashes") == (
+        "a prose cell with spaces/slashes-and-dashes"
+    )
+    assert (
+        breakable("<a&b>/very-long-identifier")
+        == "&lt;a&amp;b&gt;/<wbr>very-<wbr>long-<wbr>identifier"
+    )
+    table = page_table(pd.DataFrame({"a": ["meta-llama/Llama-2-7b-hf@main"], "kl": [0.5]}))
+    assert "meta-<wbr>llama/<wbr>Llama-<wbr>2-<wbr>7b-<wbr>hf@<wbr>main" in table._repr_html_()
+    assert "meta-llama/Llama-2-7b-hf@main" in repr(table)  # the text form is the plain table

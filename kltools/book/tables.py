@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import re
 from html import escape
 from typing import Any
 
@@ -74,7 +75,17 @@ def fmt_cell(value: Any, digits: int = 3) -> str:
         return f"{mant}×10<sup>{int(exp)}</sup>"
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt_cell(v, digits) for v in value)
-    return escape(str(value))
+    return breakable(str(value))
+
+
+def breakable(text: str) -> str:
+    """``text`` escaped for HTML, with line-break opportunities (``<wbr>``) after ``/ @ _ - .``
+    in a long identifier (a hub id with its revision, a lineage model), so that a table of the
+    pythia profile fits the page's column; short text and prose are left as they are."""
+    escaped = escape(text)
+    if len(text) <= 16 or " " in text:
+        return escaped
+    return re.sub(r"([/@_.-])", r"\1<wbr>", escaped)
 
 
 def table_html(frame: Any, digits: int = 3) -> str:
