@@ -482,3 +482,17 @@ def test_long_identifiers_in_tables_can_break_short_text_and_prose_cannot() -> N
     table = page_table(pd.DataFrame({"a": ["meta-llama/Llama-2-7b-hf@main"], "kl": [0.5]}))
     assert "meta-<wbr>llama/<wbr>Llama-<wbr>2-<wbr>7b-<wbr>hf@<wbr>main" in table._repr_html_()
     assert "meta-llama/Llama-2-7b-hf@main" in repr(table)  # the text form is the plain table
+
+
+def test_sync_static_copies_only_the_changed_files(tmp_path: Path) -> None:
+    from kltools.book.render import sync_static
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.css").write_text("a { color: red }")
+    (src / "sub" / "b.js").write_text("b")
+    assert sorted(p.name for p in sync_static(src, dst)) == ["a.css", "b.js"]
+    assert sync_static(src, dst) == []
+    (src / "a.css").write_text("a { color: blue }")
+    assert sync_static(src, dst) == [dst / "a.css"]
+    assert (dst / "a.css").read_text() == "a { color: blue }"

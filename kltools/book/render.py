@@ -114,5 +114,26 @@ def render() -> float:
         print(tail, file=sys.stderr)
         raise KLToolsError(f"Jupyter Book render failed (exit {proc.returncode}); full log: {log}")
     warnings = len(re.findall(r"WARNING", proc.stdout + proc.stderr))
+    sync_static(root / "book" / "_static", html_dir() / "_static")
     print(f"render: {html_dir()} in {seconds:.1f} s ({warnings} Sphinx warnings; log: {log})")
     return seconds
+
+
+def sync_static(source: Path, target: Path) -> list[Path]:
+    """Copy the book's static files (CSS, vendored MathJax) that differ from the built ones.
+
+    Sphinx copies them only when some page is rebuilt, so after an edit of
+    ``book/_static/kltools.css`` alone the rendered book kept the old style. Returns the
+    files copied.
+    """
+    import filecmp
+    import shutil
+
+    copied = []
+    for src in sorted(p for p in source.rglob("*") if p.is_file()):
+        dst = target / src.relative_to(source)
+        if not dst.is_file() or not filecmp.cmp(src, dst, shallow=False):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            copied.append(dst)
+    return copied
