@@ -265,12 +265,12 @@ def shared_build(
 
 
 @pytest.fixture(scope="session")
-def smoke_suite_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smoke_suite_root(shared_build: Callable[..., AbstractContextManager[Path]]) -> Path:
     """The smoke model suite, built once per session and shared by every test that needs it."""
     from kltools.suite import build
 
     given = os.environ.get("KLTOOLS_TEST_SMOKE_SUITE")
-    with shared_build_dir(tmp_path_factory, "suite", given) as root:
+    with shared_build("suite", given) as root:
         build("smoke", root, jobs=1 if _XDIST_WORKER else 2, verbose=False)  # reuses what is built
     os.environ["KLTOOLS_SUITE_ROOT"] = str(root)
     return root

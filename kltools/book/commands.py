@@ -59,9 +59,7 @@ def build(
     if with_suite:
         print(build_suite(profile))
     _note_strays()
-    require_hub_models(
-        profile, {n: p for n, p in plan.items() if force or needs_execution(n, p, profile)}
-    )
+    require_hub_models(profile, plan, force=force)
     print(f"chapters ({profile}): {len(chapters)} of {len(CHAPTERS)} written")
     runs = []
     for name, params in plan.items():
@@ -90,16 +88,21 @@ PRETRAINING_CHAPTERS = (
 )
 
 
-def require_hub_models(profile: str, to_run: Mapping[str, Mapping[str, Any]]) -> None:
+def require_hub_models(
+    profile: str, plan: Mapping[str, Mapping[str, Any]], *, force: bool = False
+) -> None:
     """Resolve every hub model the chapters about to run read, before any of them starts.
 
-    The ``pythia`` profile reads the Hugging Face hub (or its cache, offline): a repository or
-    revision that is missing fails here, in one line naming it, instead of once per chapter.
-    The per-setting lists (quantization, floor, layers) are checked; fine-tuning lineages are
-    resolved by their chapter. Other profiles read the local suite, built just before.
+    ``plan``: chapter -> parameters; the chapters that will run are those whose cache is stale
+    (every one with ``force``). The ``pythia`` profile reads the Hugging Face hub (or its
+    cache, offline): a repository or revision that is missing fails here, in one line naming
+    it, instead of once per chapter. The per-setting lists (quantization, floor, layers) are
+    checked; fine-tuning lineages are resolved by their chapter. Other profiles read the local
+    suite, built just before.
     """
-    if profile != "pythia" or not to_run:
+    if profile != "pythia":
         return
+    to_run = {n: p for n, p in plan.items() if force or needs_execution(n, p, profile)}
     from kltools.config import Settings
     from kltools.settings.stores import pretraining_units, require_models
 

@@ -102,11 +102,20 @@ def kernel_environ() -> dict[str, str]:
     return {"JUPYTER_PATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
-def needs_execution(name: str, params: Mapping[str, Any], profile: str) -> bool:
-    """Whether chapter ``name`` must run: no executed notebook, or its cache key changed."""
-    old = cache.stored_key(name)
+def cache_state(
+    name: str, params: Mapping[str, Any], profile: str
+) -> tuple[dict[str, Any], str, dict[str, Any] | None, bool]:
+    """Chapter ``name``'s cache components, key, stored key file, and whether it must run
+    (no executed notebook, or its key changed)."""
     components = cache.cache_components(notebook_path(name), params, profile)
-    return old is None or old.get("key") != cache.cache_key(components)
+    key = cache.cache_key(components)
+    old = cache.stored_key(name)
+    return components, key, old, old is None or old.get("key") != key
+
+
+def needs_execution(name: str, params: Mapping[str, Any], profile: str) -> bool:
+    """Whether chapter ``name`` must run (see :func:`cache_state`)."""
+    return cache_state(name, params, profile)[3]
 
 
 def execute_chapter(
@@ -127,10 +136,8 @@ def execute_chapter(
 
     src = notebook_path(name)
     out = executed_path(name)
-    components = cache.cache_components(src, params, profile)
-    key = cache.cache_key(components)
-    old = cache.stored_key(name)
-    if not force and not needs_execution(name, params, profile):
+    components, key, old, stale = cache_state(name, params, profile)
+    if not force and not stale:
         return ChapterRun(chapter_name(name), "cached", 0.0, out)
     reason = "forced" if force else ", ".join(cache.changed_components(old, components))
 

@@ -112,30 +112,25 @@ def label_points(
     fontsize: float = 7,
     pad: float = 4.0,
     marker_radius: float = 4.0,
-    avoid: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> list[Any]:
     """Label points so that no label covers another label, another point or the axes' edge.
 
     Each label goes to the first of 24 offsets around its point (eight directions, ``pad``,
     ``3 * pad`` then ``6 * pad`` points away) whose box is clear; where none is, to the offset
-    that overlaps least. ``avoid``: more points (x, y) that labels must not cover. Call it
-    when everything else is drawn: it resolves the layout first. Returns the annotations.
+    that overlaps least. Call it when everything else is drawn: it resolves the layout
+    first. Returns the annotations.
     """
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     pts = ax.transData.transform(np.column_stack([np.asarray(xs, float), np.asarray(ys, float)]))
-    extra = np.empty((0, 2))
-    if avoid is not None:
-        extra = ax.transData.transform(np.column_stack([np.asarray(a, float) for a in avoid]))
     radius = marker_radius * fig.dpi / 72.0
     frame = ax.get_window_extent(renderer)
     placed: list[Any] = []
     out = []
     for i, (x, y, text) in enumerate(zip(xs, ys, labels)):
-        own = np.all(np.isclose(extra, pts[i]), axis=1) if len(extra) else np.zeros(0, bool)
-        others = np.vstack([np.delete(pts, i, axis=0), extra[~own]])
-        best: tuple[float, int] | None = None
+        others = np.delete(pts, i, axis=0)
+        best = (np.inf, 0)  # (overlaps, offset index)
         for k, (dx, dy) in enumerate(_LABEL_OFFSETS):
             ann = _annotation(ax, text, x, y, dx * pad, dy * pad, fontsize)
             box = ann.get_window_extent(renderer)
@@ -150,11 +145,11 @@ def label_points(
                 )
             )
             cost += 0 if frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1) else 1
-            if best is None or cost < best[0]:
+            if cost < best[0]:
                 best = (cost, k)
             if cost == 0:
                 break
-        dx, dy = _LABEL_OFFSETS[best[1]] if best else (1, 1)
+        dx, dy = _LABEL_OFFSETS[best[1]]
         ann = _annotation(ax, text, x, y, dx * pad, dy * pad, fontsize)
         placed.append(ann.get_window_extent(renderer))
         out.append(ann)
