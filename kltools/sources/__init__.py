@@ -9,7 +9,9 @@ chapter branches on the profile.
   the main sizes; ``seeds``: the runs of the seed setting);
 - :func:`quant_catalogue`: each base model and its quantized copies;
 - :func:`lineages`: fine-tuning lineages (model, parent, type, generation, method, domain);
-- :func:`layer_models`, :func:`floor_models`: the models of the layer and floor chapters.
+- :func:`layer_models`, :func:`floor_models`: the models of the layer and floor chapters;
+- :func:`can`: what the profile's source can provide (:data:`CAPABILITIES`), so that a claim
+  or a chapter that needs something a source lacks says *not tested* with the reason.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
     from kltools.config import Settings
 
 __all__ = [
+    "CAPABILITIES",
     "Run",
+    "can",
     "floor_models",
     "layer_models",
     "lineages",
@@ -64,6 +68,23 @@ def _module(profile: str):
     from kltools.sources import suite
 
     return suite
+
+
+#: what a source may provide, and what lacking it means for a reader
+CAPABILITIES: dict[str, str] = {
+    "models": "runs the models themselves (Monte-Carlo sampling, re-extraction, logit lens)",
+    "published_magnitudes": "its models are the paper's, so its KLs can be compared with the "
+    "paper's published numbers (a small-model suite measures orderings, not magnitudes)",
+    "weights": "weight-space distances between checkpoints",
+    "heldout_loss": "a held-out loss recorded for every checkpoint",
+}
+
+
+def can(s: Settings, capability: str) -> bool:
+    """Whether the profile's source provides ``capability`` (a key of :data:`CAPABILITIES`)."""
+    if capability not in CAPABILITIES:
+        raise KeyError(f"unknown capability {capability!r}; known: {', '.join(CAPABILITIES)}")
+    return capability in _module(s.profile).CAPABILITIES
 
 
 def pretraining_runs(s: Settings) -> list[Run]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from kltools.sources import Run
 
 __all__ = [
+    "CAPABILITIES",
     "EXCLUDED",
     "SEEDS",
     "SEED_SIZE",
@@ -28,6 +29,9 @@ __all__ = [
     "pythia_steps",
     "quant_catalogue",
 ]
+
+#: what this source provides (:data:`kltools.sources.CAPABILITIES`)
+CAPABILITIES: frozenset[str] = frozenset({"models", "published_magnitudes", "weights"})
 
 #: Pythia sizes of the paper (hub ``EleutherAI/pythia-<size>``) and their parameter counts
 SIZES: dict[str, int] = {

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["bnb_usable_on_cpu", "lineages", "pretraining_runs", "quant_catalogue", "scheme_info"]
 
+#: what this source provides (:data:`kltools.sources.CAPABILITIES`)
+CAPABILITIES: frozenset[str] = frozenset({"models", "weights", "heldout_loss"})
+
 #: bitsandbytes schemes: name -> (family, bits)
 _BNB: dict[str, tuple[str, int]] = {
     "bnb-int8": ("bitsandbytes", 8),
