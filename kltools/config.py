@@ -16,19 +16,17 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from kltools.errors import KLToolsError
+from kltools.sources import DEFAULT_PROFILE, PROFILES
 
 __all__ = ["PROFILES", "Settings"]
-
-#: the profiles of the book: two offline suites and the paper's hub models
-PROFILES: tuple[str, ...] = ("tiny", "smoke", "pythia")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every parameter a chapter can pass to the library (see each chapter for its meaning)."""
 
-    profile: str = "tiny"
-    textset: str = "suite"
+    profile: str = DEFAULT_PROFILE
+    textset: str = "source"
     n_texts: int = 300
     bos: str = "paper"
     dtype: str = "float32"
@@ -90,8 +88,6 @@ class Settings:
         for f in fields(cls):
             if f.name in params:
                 values[f.name] = _convert(f.name, params[f.name], getattr(cls, f.name))
-        if values.get("textset") == "suite" and values.get("profile") == "pythia":
-            values["textset"] = "pile"
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

@@ -40,6 +40,7 @@ import numpy as np
 
 from kltools.errors import KLToolsError
 from kltools.paths import suite_root
+from kltools.suite.profiles import PROFILES as SUITE_PROFILES
 
 __all__ = [
     "SUITE_TEXTSETS",
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 #: suite profiles whose analysis text set ``load_texts(<profile>)`` resolves
-SUITE_TEXTSETS: tuple[str, ...] = ("tiny", "smoke")
+SUITE_TEXTSETS: tuple[str, ...] = tuple(SUITE_PROFILES)
 
 _BUILTIN_DIR = Path(__file__).resolve().parent / "data" / "textsets"
 

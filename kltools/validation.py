@@ -9,7 +9,6 @@ chapter reads the raw pretraining store (no preprocessing: the estimator itself 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -387,27 +386,14 @@ def n_studies(s: Settings) -> dict[str, pd.DataFrame]:
 
 
 def heldout_losses(s: Settings, models: Sequence[str] | None = None) -> pd.DataFrame:
-    """Held-out loss (nats/token) per checkpoint from each suite run's ``metrics.json``.
+    """Held-out loss (nats/token) per checkpoint, where the source records one.
 
-    Columns ``model``, ``step``, ``heldout_loss``. The pythia profile has none (empty frame).
+    Columns ``model``, ``step``, ``heldout_loss`` (:func:`kltools.sources.heldout_losses`;
+    an empty frame for a source without them).
     """
-    if s.profile == "pythia":
-        return pd.DataFrame(columns=["model", "step", "heldout_loss"])
-    from kltools.sources import pretraining_runs
-    from kltools.suite import profile_root
+    from kltools.sources import heldout_losses as losses
 
-    root = profile_root(s.profile)
-    names = models or [r.model for r in pretraining_runs(s) if r.in_sizes]
-    frames = []
-    for m in names:
-        f = root / m / "metrics.json"
-        if not f.is_file():
-            raise KLToolsError(f"{f} does not exist; build the suite (kltools suite build)")
-        raw = json.loads(f.read_text())
-        frames.append(
-            pd.DataFrame({"model": m, "step": raw["step"], "heldout_loss": raw["heldout_loss"]})
-        )
-    return pd.concat(frames, ignore_index=True)
+    return losses(s, models)
 
 
 def method_comparison(s: Settings, mc: pd.DataFrame) -> pd.DataFrame:

@@ -115,7 +115,6 @@ from kltools.book.execute import (
 from kltools.book.layout import (
     CHAPTERS,
     PROFILES,
-    SUITE_PROFILES,
     available_chapters,
     chapter_name,
     chapter_stem,
@@ -146,7 +145,6 @@ __all__ = [
     "CHAPTERS",
     "KERNEL_NAME",
     "PROFILES",
-    "SUITE_PROFILES",
     "ChapterRun",
     "DeclaredParameter",
     "available_chapters",

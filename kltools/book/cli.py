@@ -8,6 +8,7 @@ from typing import Any
 
 from kltools.book.commands import build, check, rerun_chapter
 from kltools.book.layout import CHAPTERS, PROFILES, available_chapters
+from kltools.sources import DEFAULT_PROFILE
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -109,7 +110,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser(
         "build", help="build the suite, execute changed chapters, render _build/html"
     )
-    p.add_argument("--profile", choices=PROFILES, default="tiny")
+    p.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE)
     p.add_argument("--params", help="profile parameter file (default: params/<profile>.yaml)")
     p.add_argument(
         "--force", action="store_true", help="re-execute every chapter, ignoring the cache"
@@ -137,7 +138,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser(
         "check", help="check the rendered book: pages, errors, figures, links (and in Chromium)"
     )
-    p.add_argument("--profile", choices=PROFILES, default="smoke")
+    p.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE)
     p.add_argument(
         "--browser",
         action="store_true",

@@ -35,6 +35,7 @@ from kltools.book.params import (
 from kltools.book.render import render
 from kltools.errors import KLToolsError
 from kltools.paths import project_root
+from kltools.sources import DEFAULT_PROFILE
 
 
 def build(
@@ -97,22 +98,24 @@ def require_hub_models(
     (every one with ``force``). The ``pythia`` profile reads the Hugging Face hub (or its
     cache, offline): a repository or revision that is missing fails here, in one line naming
     it, instead of once per chapter. The per-setting lists (quantization, floor, layers) are
-    checked; fine-tuning lineages are resolved by their chapter. Other profiles read the local
-    suite, built just before.
+    checked; fine-tuning lineages are resolved by their chapter. Sources that do not read the
+    hub (the local suite, built just before; published vectors) are not checked here.
     """
-    if profile != "pythia":
+    from kltools.config import Settings
+    from kltools.settings.stores import pretraining_units
+    from kltools.sources import can, check_models
+
+    if not can(Settings(profile=profile), "hub"):
         return
     to_run = {n: p for n, p in plan.items() if force or needs_execution(n, p, profile)}
-    from kltools.config import Settings
-    from kltools.settings.stores import pretraining_units, require_models
-
     specs: list[str] = []
     for name, params in to_run.items():
         s = Settings.from_parameters(params)
         if chapter_name(name) in PRETRAINING_CHAPTERS:
             specs += [u.spec for u in pretraining_units(s)]
         specs += [*s.hub_models, *s.floor_models, *s.layer_models]
-    require_models(specs)
+    if to_run:
+        check_models(s, specs)
 
 
 def chapter_parameters(
@@ -126,7 +129,7 @@ def chapter_parameters(
         if profile is not None and profile != found:
             raise KLToolsError(f"{params_file} is for profile {found!r}, not {profile!r}")
         return found, resolve_parameters(name, doc, declared)
-    chosen = profile or doc.get("profile") or os.environ.get("KLTOOLS_PROFILE") or "tiny"
+    chosen = profile or doc.get("profile") or os.environ.get("KLTOOLS_PROFILE") or DEFAULT_PROFILE
     if doc.get("profile", chosen) != chosen:
         raise KLToolsError(f"{params_file} sets profile {doc['profile']!r}, not {chosen!r}")
     base = load_profile(chosen)

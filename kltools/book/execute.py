@@ -16,7 +16,6 @@ from typing import Any
 from kltools.book import cache, clean
 from kltools.book.compose import finish_executed
 from kltools.book.layout import (
-    SUITE_PROFILES,
     chapter_name,
     executed_dir,
     executed_path,
@@ -211,7 +210,10 @@ def execute_chapter(
 
 def build_suite(profile: str) -> str:
     """Build (or reuse) the offline model suite of ``profile`` with :func:`kltools.suite.build`."""
-    if profile not in SUITE_PROFILES:
+    from kltools.config import Settings
+    from kltools.sources import can
+
+    if not can(Settings(profile=profile), "suite"):
         return f"suite: not used by profile {profile!r}"
     from kltools.suite import build as build_models
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kltools.errors import KLToolsError
 from kltools.paths import project_root
+from kltools.sources import PROFILES as SOURCE_PROFILES
 
 CHAPTERS: dict[str, str] = {
     "method": "01_method",
@@ -21,11 +22,8 @@ CHAPTERS: dict[str, str] = {
     "scale": "10_scale",
 }
 
-#: the profiles with a parameter file in ``params/``
-PROFILES: tuple[str, ...] = ("tiny", "smoke", "pythia")
-
-#: profiles whose models come from the offline suite (built before the chapters run)
-SUITE_PROFILES: tuple[str, ...] = ("tiny", "smoke")
+#: the profiles, each with a parameter file in ``params/`` (one per source, :mod:`kltools.sources`)
+PROFILES: tuple[str, ...] = SOURCE_PROFILES
 
 
 def notebooks_dir() -> Path:

@@ -13,10 +13,7 @@ the exponent at a missing start step is interpolated linearly from its neighbour
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,9 +102,7 @@ def loglik_distances(s: Settings) -> xr.DataArray:
 def weight_distances(s: Settings) -> xr.DataArray | None:
     """``D_W`` of the weight models (default: every main size) on the same grid, or None.
 
-    Suite runs read their ``weight_distances.json``; pythia runs are streamed once from their
-    hub revisions (:func:`kltools.weightspace.hub_weight_distances`, on ``s.device``) and
-    cached under ``data_root("pythia")/weights``. None when ``s.weight_space`` is off.
+    From the run's source (:func:`run_weight_distances`). None when ``s.weight_space`` is off.
     """
     if not s.weight_space:
         return None
@@ -133,44 +128,13 @@ def weight_distances(s: Settings) -> xr.DataArray | None:
 def run_weight_distances(s: Settings, model: str, grid: Sequence[int]) -> xr.DataArray:
     """``D_W`` of one pretraining run, ``(step, lag)`` (:func:`kltools.suite.weights.weight_distance_array`).
 
-    Suite runs: the ``weight_distances.json`` the suite wrote. Hub runs: streamed from the
-    revisions of ``grid`` the run has (see :func:`_weights_file`).
+    Where the distances come from is the source's business (:func:`kltools.sources.weights_file`:
+    the suite's own file, hub revisions streamed once, or published distances).
     """
+    from kltools.sources import weights_file
     from kltools.suite.weights import load_weight_distances
 
-    return load_weight_distances(_weights_file(s, model, grid))
-
-
-def _weights_file(s: Settings, model: str, grid: Sequence[int]) -> Path:
-    """Where a run's weight distances are (computed first for hub runs).
-
-    Hub runs (profile ``pythia``) are streamed from the revisions ``step<S>`` of the grid by
-    :func:`kltools.weightspace.hub_weight_distances` (at most two checkpoints of float32
-    weights held at once, whatever the window), from the Hugging Face cache when
-    ``HF_HUB_OFFLINE=1`` (the rehearsal hub, or a filled cache), and cached as
-    ``data_root("pythia")/weights/<run>-<key>.json``, keyed by the steps and the window.
-    """
-    if s.profile != "pythia":
-        from kltools.suite import profile_root
-
-        return profile_root(s.profile) / model
-    from kltools.paths import data_root
-    from kltools.sources import pretraining_runs
-    from kltools.weightspace import hub_weight_distances
-
-    runs = {r.model: r for r in pretraining_runs(s)}
-    if model not in runs:
-        raise KLToolsError(
-            f"weight_models names {model!r}, not a pretraining run of the pythia profile "
-            f"({', '.join(runs)})"
-        )
-    run = runs[model]
-    steps = [int(t) for t in grid if int(t) in run.steps]
-    key = hashlib.sha256(json.dumps([run.spec_base, steps, s.window]).encode()).hexdigest()[:10]
-    path = data_root("pythia") / "weights" / f"{model}-{key}.json"
-    if not path.is_file():
-        hub_weight_distances(run.spec_base, steps, max_lag=s.window, device=s.device, out=path)
-    return path
+    return load_weight_distances(weights_file(s, model, grid))
 
 
 def first_even_step(steps: Sequence[int]) -> int:

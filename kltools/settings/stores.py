@@ -1,7 +1,8 @@
 """The text set, the shared resamples and the stores every setting reads, per profile.
 
 Every chapter of a profile scores the SAME texts (:func:`analysis_texts`), so every KL of the
-book sits on one scale. Stores live in ``data_root(profile)/<name>.zarr``; extraction goes
+book sits on one scale. Stores are filled by the run's source (:mod:`kltools.sources`: the
+models are extracted, or published vectors imported); nothing here knows which. Stores live in ``data_root(profile)/<name>.zarr``; extraction goes
 through :func:`kltools.extract` (resumable: finished units are read, missing ones scored).
 Results are cached per :class:`~kltools.config.Settings`, so the settings of one chapter
 share one extraction and one preprocessing.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -38,59 +38,12 @@ __all__ = [
     "text_positions",
 ]
 
-_SUITE = ("tiny", "smoke")
 
-
-def _hub_offline() -> bool:
-    return any(
-        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
-
-
-@functools.lru_cache(maxsize=8)
 def analysis_texts(s: Settings) -> Any:
-    """The first ``s.n_texts`` texts of the profile's text set (suite set, Pile recipe, or a file).
+    """The texts every chapter of the run scores (:func:`kltools.sources.analysis_texts`)."""
+    from kltools.sources import analysis_texts as texts_of_run
 
-    Raises at once, before any model is touched, when the Pile is asked for with the hub
-    offline and no cached copy exists.
-    """
-    from kltools.paths import data_root
-    from kltools.texts import load_texts, pile_recipe
-
-    if s.textset == "suite":
-        if s.profile not in _SUITE:
-            raise KLToolsError("textset 'suite' needs profile tiny or smoke; use 'pile' or a path")
-        ts = load_texts(s.profile)
-    elif s.textset == "pile":
-        cache = data_root("pythia") / "texts" / f"pile-{s.n_texts}.jsonl"
-        if cache.is_file():
-            ts = load_texts(cache)
-        elif _hub_offline():
-            raise KLToolsError(
-                "the pythia profile needs the Hugging Face hub (the Pile text set and the "
-                "EleutherAI checkpoints) but HF_HUB_OFFLINE=1; run it on a connected GPU "
-                f"machine, or give textset=<a .jsonl of texts> (no cached {cache.name} either)"
-            )
-        else:
-            ts = pile_recipe(s.n_texts)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            ts.to_jsonl(cache)
-    else:
-        ts = load_texts(_text_file(s.textset))
-    return ts.subset(n=s.n_texts) if s.n_texts < len(ts) else ts
-
-
-def _text_file(textset: str) -> str:
-    """A text-set path as given, or relative to the project root when it is not found as given
-    (a chapter runs in ``notebooks/``; parameter files name paths from the project root)."""
-    from kltools.paths import project_root
-
-    given = Path(textset)
-    if given.is_absolute() or given.exists() or not given.suffix:
-        return textset
-    rooted = project_root() / given
-    return str(rooted) if rooted.exists() else textset
+    return texts_of_run(s)
 
 
 @functools.lru_cache(maxsize=8)
@@ -116,28 +69,18 @@ def store_path(s: Settings, name: str) -> Path:
     return data_root(s.profile) / f"{name}.zarr"
 
 
-def require_models(specs: Iterable[str]) -> None:
-    """Resolve every spec before any work, so a missing model fails at once with one message."""
-    from kltools.models import resolve_model
+def require_models(s: Settings, specs: Iterable[str]) -> None:
+    """Check every model before any work, so a missing one fails at once with one message."""
+    from kltools.sources import check_models
 
-    specs = list(dict.fromkeys(specs))
-    bad = []
-    for spec in specs:
-        try:
-            resolve_model(spec)
-        except KLToolsError as exc:
-            bad.append(str(exc))
-    if bad:
-        more = f" ({len(bad)} of {len(specs)} models unavailable)" if len(bad) > 1 else ""
-        raise KLToolsError(f"{bad[0]}{more}")
+    check_models(s, specs)
 
 
 def _extract(s: Settings, units: list[Any], path: Path, **kw: Any) -> Any:
-    from kltools.extraction import extract
+    """Fill the store at ``path`` with ``units`` from the run's source (extract or import)."""
+    from kltools.sources import fill_store
 
-    opts = dict(bos=s.bos, dtype=s.dtype, device=s.device, batch_size=s.batch_size or None)
-    opts.update(kw)
-    return extract(units, analysis_texts(s), path, progress=False, **opts)
+    return fill_store(s, units, path, **kw)
 
 
 def _pretraining_path(s: Settings) -> Path:
@@ -194,8 +137,6 @@ def pretraining_store(s: Settings) -> xr.Dataset:
 
     runs = pretraining_runs(s)
     units = pretraining_units(s)
-    if s.profile == "pythia":
-        analysis_texts(s)  # fails at once when the hub is offline
     path = _pretraining_path(s)
     _extract(s, units, path)
     ds = open_store(path, dims=("model", "step"))
@@ -221,7 +162,7 @@ def quantization_store(s: Settings) -> xr.Dataset:
     from kltools.store import open_store
 
     cat = quant_catalogue(s)
-    require_models([*cat.base_spec, *cat.spec])
+    require_models(s, [*cat.base_spec, *cat.spec])
     units = []
     for model, g in cat.groupby("model", sort=False):
         units.append(Unit(g.base_spec.iloc[0], {"model": model, "variant": "full"}))
@@ -262,7 +203,7 @@ def floor_store(s: Settings, bos: str | None = None) -> xr.Dataset:
     from kltools.store import open_store
 
     specs = floor_models(s)
-    require_models(specs.values())
+    require_models(s, specs.values())
     names = ("fp32",) if bos not in (None, s.bos) else s.floor_settings
     unknown = sorted(set(names) - set(FLOOR_SETTINGS))
     if unknown:
@@ -291,7 +232,7 @@ def finetuning_store(s: Settings) -> xr.Dataset:
 
     table, _ = lineages(s)
     specs = dict(zip(table.model, table.spec))
-    require_models(specs.values())
+    require_models(s, specs.values())
     path = store_path(s, "finetuning")
     _extract(s, [Unit(spec, {"model": label}) for label, spec in specs.items()], path)
     return open_store(path, dims=("model",)).sel(model=list(specs))
@@ -304,16 +245,13 @@ def layer_stores(s: Settings) -> tuple[xr.Dataset, ...]:
     Layer 0 is the embedding output, the last layer the model's own output.
     """
     from kltools.extraction import Unit
-    from kltools.models import n_layers_of, resolve_model
-    from kltools.sources import layer_models
+    from kltools.sources import layer_count, layer_models
 
     specs = layer_models(s)
-    require_models(specs.values())
+    require_models(s, specs.values())
     by_depth: dict[int, list[Any]] = {}
     for label, spec in specs.items():
-        by_depth.setdefault(n_layers_of(resolve_model(spec)), []).append(
-            Unit(spec, {"model": label})
-        )
+        by_depth.setdefault(layer_count(s, spec), []).append(Unit(spec, {"model": label}))
     return tuple(
         _extract(s, units, store_path(s, f"layers_L{depth}"), layers="all")
         for depth, units in sorted(by_depth.items())

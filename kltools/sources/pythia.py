@@ -3,21 +3,31 @@ quantized at load time with bitsandbytes, hub fine-tuning lineages."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from kltools.errors import KLToolsError
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from kltools.config import Settings
     from kltools.sources import Run
+    from kltools.texts import TextSet
 
 __all__ = [
     "CAPABILITIES",
+    "TEXTSETS",
+    "check_models",
+    "fill_store",
+    "layer_count",
+    "texts",
+    "weights_file",
     "EXCLUDED",
     "SEEDS",
     "SEED_SIZE",
@@ -31,7 +41,9 @@ __all__ = [
 ]
 
 #: what this source provides (:data:`kltools.sources.CAPABILITIES`)
-CAPABILITIES: frozenset[str] = frozenset({"models", "published_magnitudes", "weights"})
+CAPABILITIES: frozenset[str] = frozenset({"models", "published_magnitudes", "weights", "hub"})
+#: text-set names this source knows besides ``"source"`` (its own: the Pile recipe)
+TEXTSETS: tuple[str, ...] = ("pile",)
 
 #: Pythia sizes of the paper (hub ``EleutherAI/pythia-<size>``) and their parameter counts
 SIZES: dict[str, int] = {
@@ -191,3 +203,76 @@ def lineages(s: Settings) -> tuple[pd.DataFrame, str]:
     except Exception as exc:  # network errors of every flavour
         return listed, f"checked-in list (hub metadata unavailable: {type(exc).__name__})"
     return fetched, "hub metadata (card base_model)"
+
+
+def texts(s: Settings) -> TextSet:
+    """The paper's text set: the Pile recipe (:func:`kltools.texts.pile_recipe`), cached.
+
+    Raises at once, before any model is touched, when the Pile is needed with the hub offline
+    and no cached copy exists.
+    """
+    from kltools.models import _hub_offline
+    from kltools.paths import data_root
+    from kltools.texts import load_texts, pile_recipe
+
+    cache = data_root(s.profile) / "texts" / f"pile-{s.n_texts}.jsonl"
+    if cache.is_file():
+        return load_texts(cache)
+    if _hub_offline():
+        raise KLToolsError(
+            "the pythia profile needs the Hugging Face hub (the Pile text set and the "
+            "EleutherAI checkpoints) but HF_HUB_OFFLINE=1; run it on a connected GPU "
+            f"machine, or give textset=<a .jsonl of texts> (no cached {cache.name} either)"
+        )
+    ts = pile_recipe(s.n_texts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    ts.to_jsonl(cache)
+    return ts
+
+
+def fill_store(s: Settings, units: Sequence[Any], path: Path, **options: Any) -> xr.Dataset:
+    """Extract ``units`` from the hub models (:func:`kltools.sources.extract_units`)."""
+    from kltools.sources import extract_units
+
+    return extract_units(s, units, path, **options)
+
+
+def check_models(s: Settings, specs: Sequence[str]) -> None:
+    """Every hub repository and revision named resolves (from the cache when offline)."""
+    from kltools.sources import resolve_all
+
+    resolve_all(specs)
+
+
+def weights_file(s: Settings, model: str, grid: Sequence[int]) -> Path:
+    """A run's weight distances, streamed once from its hub revisions and cached.
+
+    Streamed from the revisions ``step<S>`` of ``grid`` the run has by
+    :func:`kltools.weightspace.hub_weight_distances` (at most two checkpoints of float32
+    weights held at once, whatever the window), from the Hugging Face cache when
+    ``HF_HUB_OFFLINE=1`` (the rehearsal hub, or a filled cache), and cached as
+    ``data_root(profile)/weights/<run>-<key>.json``, keyed by the steps and the window.
+    """
+    from kltools.paths import data_root
+    from kltools.weightspace import hub_weight_distances
+
+    runs = {r.model: r for r in pretraining_runs(s.profile)}
+    if model not in runs:
+        raise KLToolsError(
+            f"weight_models names {model!r}, not a pretraining run of the {s.profile} profile "
+            f"({', '.join(runs)})"
+        )
+    run = runs[model]
+    steps = [int(t) for t in grid if int(t) in run.steps]
+    key = hashlib.sha256(json.dumps([run.spec_base, steps, s.window]).encode()).hexdigest()[:10]
+    path = data_root(s.profile) / "weights" / f"{model}-{key}.json"
+    if not path.is_file():
+        hub_weight_distances(run.spec_base, steps, max_lag=s.window, device=s.device, out=path)
+    return path
+
+
+def layer_count(s: Settings, spec: str) -> int:
+    """The number of blocks of model ``spec``, read from its config."""
+    from kltools.models import n_layers_of, resolve_model
+
+    return n_layers_of(resolve_model(spec))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,13 +12,18 @@ import pandas as pd
 from kltools.errors import KLToolsError
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from kltools.config import Settings
     from kltools.sources import Run
+    from kltools.texts import TextSet
 
 __all__ = ["bnb_usable_on_cpu", "lineages", "pretraining_runs", "quant_catalogue", "scheme_info"]
 
 #: what this source provides (:data:`kltools.sources.CAPABILITIES`)
-CAPABILITIES: frozenset[str] = frozenset({"models", "weights", "heldout_loss"})
+CAPABILITIES: frozenset[str] = frozenset({"models", "weights", "heldout_loss", "suite"})
+#: text-set names this source knows besides ``"source"``
+TEXTSETS: tuple[str, ...] = ("suite",)
 
 #: bitsandbytes schemes: name -> (family, bits)
 _BNB: dict[str, tuple[str, int]] = {
@@ -162,3 +168,59 @@ def lineages(s: Settings) -> tuple[pd.DataFrame, str]:
             domain=e["domain"],
         )
     return pd.DataFrame(list(rows.values())), f"the {s.profile} suite catalogue"
+
+
+def texts(s: Settings) -> TextSet:
+    """The suite's analysis text set (the Pile recipe mirrored on the suite's corpus)."""
+    from kltools.texts import load_texts
+
+    return load_texts(s.profile)
+
+
+def fill_store(s: Settings, units: Sequence[Any], path: Path, **options: Any) -> xr.Dataset:
+    """Extract ``units`` from the suite's models (:func:`kltools.sources.extract_units`)."""
+    from kltools.sources import extract_units
+
+    return extract_units(s, units, path, **options)
+
+
+def check_models(s: Settings, specs: Sequence[str]) -> None:
+    """Every suite model named resolves (one line naming the first that does not)."""
+    from kltools.sources import resolve_all
+
+    resolve_all(specs)
+
+
+def weights_file(s: Settings, model: str, grid: Sequence[int]) -> Path:
+    """The run folder holding the ``weight_distances.json`` the suite build wrote."""
+    from kltools.suite import profile_root
+
+    return profile_root(s.profile) / model
+
+
+def heldout_losses(s: Settings, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Held-out loss (nats/token) per checkpoint from each suite run's ``metrics.json``.
+
+    Columns ``model``, ``step``, ``heldout_loss``; ``models`` default: every main size.
+    """
+    from kltools.suite import profile_root
+
+    root = profile_root(s.profile)
+    names = models or [r.model for r in pretraining_runs(s.profile) if r.in_sizes]
+    frames = []
+    for m in names:
+        f = root / m / "metrics.json"
+        if not f.is_file():
+            raise KLToolsError(f"{f} does not exist; build the suite (kltools suite build)")
+        raw = json.loads(f.read_text())
+        frames.append(
+            pd.DataFrame({"model": m, "step": raw["step"], "heldout_loss": raw["heldout_loss"]})
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def layer_count(s: Settings, spec: str) -> int:
+    """The number of blocks of model ``spec``, read from its config."""
+    from kltools.models import n_layers_of, resolve_model
+
+    return n_layers_of(resolve_model(spec))
