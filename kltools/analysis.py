@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from kltools.errors import KLToolsError
+from kltools.grid import lag_deltas, lag_pairs
 from kltools.kl import TEXT_DIM, UNITS, mean_bytes_of, nats_to_bpb
 
 __all__ = [
@@ -219,9 +220,8 @@ def lag_distances(kl: xr.DataArray, K: int = 10, dim: str = "step") -> xr.DataAr
         raise KLToolsError(f"lag_distances: {dim!r} and {dim}_ must hold the same labels")
     arr = kl.transpose(..., dim, f"{dim}_").values.astype(np.float64)
     out = np.full((*arr.shape[:-1], K), np.nan)
-    for k in range(1, K + 1):
-        i = np.arange(max(n - k, 0))
-        out[..., i, k - 1] = arr[..., i, i + k]
+    for i, j, k in lag_pairs(n, K):
+        out[..., i, k - 1] = arr[..., i, j]
     others = [d for d in kl.dims if d not in (dim, f"{dim}_")]
     template = kl.isel({f"{dim}_": 0}, drop=True).transpose(*others, dim)
     template = template.drop_vars(
@@ -229,19 +229,9 @@ def lag_distances(kl: xr.DataArray, K: int = 10, dim: str = "step") -> xr.DataAr
     )
     res = xr.DataArray(out, dims=(*others, dim, "lag"), coords=template.coords, name="D")
     res = res.assign_coords(lag=np.arange(1, K + 1))
-    res = res.assign_coords(delta=((dim, "lag"), _delta(kl[dim].values, K)))
+    res = res.assign_coords(delta=((dim, "lag"), lag_deltas(kl[dim].values, K)))
     res.attrs = {**kl.attrs, "long_name": f"distance from {dim} t to the k-th next {dim}"}
     return res
-
-
-def _delta(steps: np.ndarray, K: int) -> np.ndarray:
-    """``steps[i + k] - steps[i]`` for ``k = 1..K`` (NaN past the end), shape (n, K)."""
-    steps = np.asarray(steps, dtype=np.float64)
-    n = steps.size
-    out = np.full((n, K), np.nan)
-    for k in range(1, K + 1):
-        out[: max(n - k, 0), k - 1] = steps[k:] - steps[: max(n - k, 0)]
-    return out
 
 
 def diffusion_exponents(
@@ -289,7 +279,7 @@ def diffusion_exponents(
             raise KLToolsError(
                 f"diffusion_exponents: without a 'delta' coordinate, {lag_dim} must be 1..K"
             )
-        delta = _delta(D[step_dim].values, lags.size)
+        delta = lag_deltas(D[step_dim].values, lags.size)
     y_raw = D.values.astype(np.float64)
     x_raw = np.broadcast_to(delta, y_raw.shape)
     valid = (y_raw > 0) & (x_raw > 0) & np.isfinite(y_raw) & np.isfinite(x_raw)

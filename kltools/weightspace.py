@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from kltools.errors import KLToolsError
+from kltools.grid import lag_deltas, lag_pairs
 
 __all__ = [
     "CheckpointTensors",
@@ -246,13 +247,9 @@ def stream_weight_distances(
                 del other
             del ref
     values = np.full((n, k_max), np.nan)
-    delta = np.full((n, k_max), np.nan)
-    for i in range(n):
-        for lag in range(1, k_max + 1):
-            if i + lag < n:
-                values[i, lag - 1] = acc[i, lag - 1]
-                delta[i, lag - 1] = steps[i + lag] - steps[i]
-    da = weight_distance_array(values, steps, delta)
+    for i, _, lag in lag_pairs(n, k_max):
+        values[i, lag - 1] = acc[i, lag - 1]
+    da = weight_distance_array(values, steps, lag_deltas(steps, k_max))
     da.attrs.update(budget_bytes=budget, blocks=len(blocks), oversized=len(oversized))
     return da
 

@@ -9,6 +9,7 @@ import xarray as xr
 import yaml
 
 from kltools.config import Settings
+from kltools.grid import first_even_step
 from kltools.settings import diffusion as D
 from kltools.sources.pythia import pythia_steps
 from kltools.suite import get_profile
@@ -17,9 +18,9 @@ GRID = [0, 1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 72]
 
 
 def test_first_evenly_spaced_step() -> None:
-    assert D.first_even_step(pythia_steps()) == 1000
-    assert D.first_even_step(get_profile("tiny").checkpoint_steps()) == 70
-    assert D.first_even_step(GRID) == 8
+    assert first_even_step(pythia_steps()) == 1000
+    assert first_even_step(get_profile("tiny").checkpoint_steps()) == 70
+    assert first_even_step(GRID) == 8
 
 
 def _power_law(c: float, missing: int | None) -> dict[tuple[int, int], float]:

@@ -65,29 +65,44 @@ def test_no_computation_in_code_cells(name: str) -> None:
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_settings_object_and_one_results_call(name: str) -> None:
     src = "\n".join(_code_cells(name))
-    assert "Settings.from_parameters(globals())" in src
+    assert f's = start_chapter(globals(), "{name}")' in src
+    assert "filterwarnings" not in src, "warnings go to the build log, never silenced"
     assert src.count("chapter_results.save(s, ") == 1
     assert f'chapter_results.save(s, "{name}"' in src
     assert "experiments" not in src and "profile ==" not in src
 
 
-#: parameters a setting chapter declares that do not enter Fig. 3: Table 1's consecutive pairs
-#: (chapter 4) and the BOS-policy comparison (chapter 7; Fig. 3's Floor is the numerics floor)
-NOT_IN_FIG3 = {"consecutive_fractions", "compare_bos"}
+#: what every chapter shares: declared once, in the common section of a profile's file
+SHARED = {"profile", "textset", "n_texts", "bos", "dtype", "device", "batch_size", "seed", "n_boot"}
 
 
-@pytest.mark.parametrize(
-    "name", ["consecutive", "seeds_sizes", "quantization", "floor", "finetuning", "layers"]
-)
-def test_scale_declares_every_input_of_the_settings_it_gathers(name: str) -> None:
-    """Chapter 10 computes each setting with the parameters its own chapter receives: a key of
-    the profile's common section that the scale chapter did not declare would silently fall
-    back to its default there, and the two chapters would disagree."""
-    import dataclasses
+def test_no_parameters_cell_declares_what_every_chapter_shares() -> None:
+    """A parameter declared by every chapter belongs to the profile file, declared once."""
+    declared = {name: set(book.declared_parameters(book.notebook_path(name))) for name in CHAPTERS}
+    in_every = set.intersection(*declared.values())
+    assert not in_every, f"declared by every chapter: {sorted(in_every)}"
+    assert not any(SHARED & d for d in declared.values())
 
-    from kltools.config import Settings
 
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    scale = set(book.declared_parameters(book.notebook_path("scale")))
-    own = set(book.declared_parameters(book.notebook_path(name))) & fields
-    assert not (own - scale - NOT_IN_FIG3), f"scale lacks {sorted(own - scale - NOT_IN_FIG3)}"
+@pytest.mark.parametrize("profile", ["tiny", "smoke", "pythia"])
+def test_every_chapter_computes_a_setting_with_the_profiles_common_values(profile: str) -> None:
+    """Chapter 10 computes each setting with the parameters its own chapter receives: every
+    chapter receives the whole common section, so the two can never disagree."""
+    doc = book.load_profile(profile)
+    common = {"profile": profile, **doc["common"]}
+    for name in CHAPTERS:
+        params = book.resolve_parameters(
+            name, doc, book.declared_parameters(book.notebook_path(name))
+        )
+        assert {k: params[k] for k in common} == {
+            k: (doc["chapters"].get(name) or {}).get(k, v) for k, v in common.items()
+        }
+
+
+def test_a_common_key_the_library_does_not_know_is_refused() -> None:
+    from kltools.errors import KLToolsError
+
+    doc = book.load_profile("smoke")
+    doc = {**doc, "common": {**doc["common"], "n_txets": 10}}
+    with pytest.raises(KLToolsError, match="unknown common parameter.*n_txets"):
+        book.resolve_parameters("scale", doc, book.declared_parameters(book.notebook_path("scale")))

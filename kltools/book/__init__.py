@@ -53,11 +53,15 @@ A chapter notebook, for this module:
 1. is ``notebooks/NN_name.ipynb`` with ``NN_name`` a value of :data:`CHAPTERS`, outputs
    stripped, kernelspec ``python3``;
 2. has one code cell tagged ``parameters`` of plain assignments with literal defaults
-   (``n_texts = 2000``; annotations such as ``n_texts: int = 2000`` are honoured); the
-   defaults are those of the ``tiny`` profile, and ``profile = "tiny"`` is declared if the
-   chapter branches on the profile;
-3. calls ``show_parameters(globals())`` (from :mod:`kltools.book`) in the very next cell, so
-   that the first output is the parameter table;
+   (``window = 10``; annotations such as ``window: int = 10`` are honoured): only what a
+   reader would change in that chapter. The parameters every chapter shares (profile, text
+   set, N, BOS, dtype, device, batch size, seed, resamples) and the settings' parameters are
+   declared once, in the ``common`` section of ``params/<profile>.yaml``, which the build
+   injects into every chapter; interactively they take :class:`kltools.config.Settings`'s
+   defaults (the ``tiny`` profile's);
+3. has, right after it, one code cell tagged ``setup`` that imports what the chapter uses
+   and calls ``s = start_chapter(globals(), "<name>")`` (:mod:`kltools.book.preamble`), so
+   that the first outputs are the parameter table and the deviations table;
 4. shows at least one figure inline (``book check`` requires an ``<img>`` on the page) and
    may save figure files with :func:`save_figure` into ``build/figures/<name>/``;
 5. writes its results with :func:`kltools.results.write_results` (the build then appends its
@@ -68,17 +72,19 @@ A chapter notebook, for this module:
 The package, one module per job:
 
 ===============  ==========================================================================
-``runtime``      what a notebook imports: :func:`show_parameters`, :func:`save_figure`,
-                 :func:`show_downloads`
+``preamble``     :func:`start_chapter`, the first call of every chapter
+``runtime``      what a notebook imports: :func:`show_parameters`, :func:`save_figure`
 ``layout``       chapter names and where the files live
 ``params``       parameter files and the parameters a chapter runs with
 ``cache``        cache keys
 ``clean``        clean pages: the kernel's quiet start-up, stderr moved to the build log
 ``execute``      one chapter through papermill
 ``scoreboard``   ``kltools book results`` and the claims scoreboard page
+``compose``      what the build adds to an executed chapter (downloads, folded solutions)
 ``render``       Jupyter Book, the generated pages, downloads copied into the site
 ``commands``     build / chapter / check
-``pages``        checks of the executed notebooks and rendered pages (stderr, paths, links)
+``hygiene``      checks of the executed notebooks and rendered pages (stderr, paths, links)
+``tables``       tables as a page shows them (:func:`page_table`)
 ``browser``      the headless-Chromium check of every page
 ``teach``        student and teacher versions of the chapters
 ``cli``          ``kltools book …``
@@ -137,6 +143,7 @@ from kltools.book.params import (
     resolve_parameters,
     validate_profile_doc,
 )
+from kltools.book.preamble import start_chapter
 from kltools.book.render import render, rendered_toc, write_rendered_toc
 from kltools.book.runtime import parameters_table, save_figure, show_parameters
 from kltools.book.tables import page_table
@@ -185,6 +192,7 @@ __all__ = [
     "resolve_parameters",
     "save_figure",
     "show_parameters",
+    "start_chapter",
     "stored_key",
     "suite_fingerprint",
     "validate_profile_doc",

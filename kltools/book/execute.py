@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -117,6 +118,26 @@ def needs_execution(name: str, params: Mapping[str, Any], profile: str) -> bool:
     return cache_state(name, params, profile)[3]
 
 
+class _DropUnknownParameterNotes(logging.Filter):
+    """Papermill notes every injected parameter a notebook does not declare; the book injects
+    the profile's common parameters into every chapter on purpose (declared once, in the
+    parameter file), so those notes say nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Passed unknown parameter")
+
+
+@contextlib.contextmanager
+def _common_parameters_expected() -> Iterator[None]:
+    log = logging.getLogger("papermill")
+    note = _DropUnknownParameterNotes()
+    log.addFilter(note)
+    try:
+        yield
+    finally:
+        log.removeFilter(note)
+
+
 def execute_chapter(
     name: str,
     params: Mapping[str, Any],
@@ -162,7 +183,7 @@ def execute_chapter(
     }
     start = time.perf_counter()
     try:
-        with _environ(env):
+        with _environ(env), _common_parameters_expected():
             papermill.execute_notebook(
                 str(src),
                 str(partial),

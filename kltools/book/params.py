@@ -150,6 +150,15 @@ def _check_type(chapter: str, name: str, value: Any, type_name: str) -> None:
         )
 
 
+def settings_fields() -> frozenset[str]:
+    """The names of :class:`kltools.config.Settings`: the parameters the library knows."""
+    from dataclasses import fields
+
+    from kltools.config import Settings
+
+    return frozenset(f.name for f in fields(Settings))
+
+
 def resolve_parameters(
     name: str,
     doc: Mapping[str, Any],
@@ -158,26 +167,44 @@ def resolve_parameters(
 ) -> dict[str, Any]:
     """The parameters chapter ``name`` runs with.
 
-    ``common`` (only the keys the notebook declares; ``profile`` is the file's profile), then
-    ``chapters.<name>`` (every key must be declared), then ``overrides`` (a flat mapping from
-    ``kltools book chapter``; every key must be declared). Values are type-checked against the
-    notebook's defaults.
+    ``common`` (every key: the parameters the chapters share are declared there once, so
+    every chapter computes a setting with the same values; ``profile`` is the file's
+    profile), then ``chapters.<name>`` (every key must be declared by the chapter), then
+    ``overrides`` (a flat mapping from ``kltools book chapter``; every key must be declared by
+    the chapter or be a common parameter). A key of ``common`` must be a parameter the library
+    knows (a :class:`kltools.config.Settings` field) or one the chapter declares. Values are
+    type-checked against the notebook's defaults and the settings' types.
     """
+    from kltools.config import Settings
+
     chapter = chapter_name(name)
     profile = doc.get("profile")
     common = {"profile": profile, **(doc.get("common") or {})}
     section = dict((doc.get("chapters") or {}).get(chapter) or {})
     extra = dict(overrides or {})
-    for label, layer in (("chapters." + chapter, section), ("parameter file", extra)):
-        unknown = sorted(set(layer) - set(declared))
+    known = settings_fields()
+    unknown = sorted(set(common) - known - set(declared))
+    if unknown:
+        raise KLToolsError(
+            f"chapter {chapter!r}: unknown common parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    for label, layer, allowed in (
+        ("chapters." + chapter, section, set(declared)),
+        ("parameter file", extra, set(declared) | known),
+    ):
+        unknown = sorted(set(layer) - allowed)
         if unknown:
             raise KLToolsError(
                 f"chapter {chapter!r}: unknown parameter(s) {', '.join(unknown)} in {label}; "
                 f"the notebook declares: {', '.join(declared) or 'none'}"
             )
-    params = {k: v for k, v in common.items() if k in declared}
-    params.update(section)
-    params.update(extra)
+    params = {**common, **section, **extra}
     for key, value in params.items():
-        _check_type(chapter, key, value, declared[key].type_name)
+        if key in declared:
+            _check_type(chapter, key, value, declared[key].type_name)
+    try:
+        Settings.from_parameters(params)
+    except KLToolsError as exc:
+        raise KLToolsError(f"chapter {chapter!r}: {exc}") from None
     return params

@@ -22,11 +22,11 @@ import xarray as xr
 
 from kltools.config import Settings
 from kltools.errors import KLToolsError
-from kltools.settings.pretraining import grid_interval, group
+from kltools.grid import first_even_step, lag_deltas, lag_pairs
+from kltools.settings.pretraining import group
 
 __all__ = [
     "exponents",
-    "first_even_step",
     "fits",
     "loglik_distances",
     "on_grid",
@@ -46,15 +46,10 @@ def on_grid(
     checkpoint) are NaN. ``Δ`` is NaN only past the end of the grid.
     """
     grid = [int(t) for t in grid]
-    n = len(grid)
-    D = np.full((n, window), np.nan)
-    delta = np.full((n, window), np.nan)
-    for i, t in enumerate(grid):
-        for k in range(1, window + 1):
-            if i + k < n:
-                delta[i, k - 1] = grid[i + k] - t
-                D[i, k - 1] = distances.get((t, grid[i + k]), np.nan)
-    return D, delta
+    D = np.full((len(grid), window), np.nan)
+    for i, j, k in lag_pairs(len(grid), window):
+        D[i, k - 1] = distances.get((grid[i], grid[j]), np.nan)
+    return D, lag_deltas(grid, window)
 
 
 def _stack(
@@ -90,10 +85,7 @@ def loglik_distances(s: Settings) -> xr.DataArray:
         steps = g.finite_steps(m)
         kl = kl_matrix(g.loglik.sel(model=m, step=steps), dim="step").values
         tables[m] = {
-            (a, b): float(kl[i, j])
-            for i, a in enumerate(steps)
-            for j, b in enumerate(steps)
-            if i < j <= i + s.window
+            (steps[i], steps[j]): float(kl[i, j]) for i, j, _ in lag_pairs(len(steps), s.window)
         }
     return _stack(tables, grid, s.window, "D_l")
 
@@ -135,16 +127,6 @@ def run_weight_distances(s: Settings, model: str, grid: Sequence[int]) -> xr.Dat
     from kltools.suite.weights import load_weight_distances
 
     return load_weight_distances(weights_file(s, model, grid))
-
-
-def first_even_step(steps: Sequence[int]) -> int:
-    """The first checkpoint of the evenly spaced part of a grid (paper: 1000)."""
-    steps = sorted(int(t) for t in steps)
-    interval = grid_interval(steps)
-    for i in range(len(steps) - 1):
-        if all(b - a == interval for a, b in zip(steps[i:], steps[i + 1 :])):
-            return steps[i]
-    return steps[-1]
 
 
 def exponents(s: Settings, D: xr.DataArray) -> xr.Dataset:

@@ -27,6 +27,7 @@ import xarray as xr
 
 from kltools.config import Settings
 from kltools.errors import KLToolsError
+from kltools.grid import grid_interval
 from kltools.pairs import PairSet, build_pairs, concat
 from kltools.settings.stores import pretraining_store, resamples, text_positions
 
@@ -34,7 +35,6 @@ __all__ = [
     "Group",
     "consecutive",
     "early",
-    "grid_interval",
     "group",
     "later",
     "reference_model",
@@ -138,15 +138,6 @@ def _pairs(
         for ma, ta, mb, tb, labels in pairs
     ]
     return build_pairs(rows, ll["text_bytes"].values, g.positions, resamples(s))
-
-
-def grid_interval(steps: list[int]) -> int:
-    """The spacing of the evenly spaced part of a checkpoint grid (its most common gap)."""
-    gaps = np.diff(sorted(steps))
-    if gaps.size == 0:
-        raise KLToolsError("a checkpoint grid needs at least 2 steps")
-    values, counts = np.unique(gaps, return_counts=True)
-    return int(values[counts == counts.max()].max())
 
 
 @functools.lru_cache(maxsize=16)

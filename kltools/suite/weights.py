@@ -90,19 +90,14 @@ def weight_distances(
     vectors = [_flat_weights(f) for f in folders]
     if len({v.size for v in vectors}) > 1:
         raise KLToolsError("weight_distances: checkpoints have different parameter counts")
-    n = len(vectors)
-    values = np.full((n, max_lag), np.nan)
-    delta = np.full((n, max_lag), np.nan)
-    for i in range(n):
-        for lag in range(1, max_lag + 1):
-            j = i + lag
-            if j >= n:
-                break
-            diff = (vectors[j] - vectors[i]).astype(np.float64)  # fp32 difference, fp64 sum
-            # np.sum (pairwise, no BLAS) is reproducible whatever the thread count
-            values[i, lag - 1] = float(np.sum(diff * diff))
-            delta[i, lag - 1] = step_list[j] - step_list[i]
-    return weight_distance_array(values, step_list, delta)
+    from kltools.grid import lag_deltas, lag_pairs
+
+    values = np.full((len(vectors), max_lag), np.nan)
+    for i, j, lag in lag_pairs(len(vectors), max_lag):
+        diff = (vectors[j] - vectors[i]).astype(np.float64)  # fp32 difference, fp64 sum
+        # np.sum (pairwise, no BLAS) is reproducible whatever the thread count
+        values[i, lag - 1] = float(np.sum(diff * diff))
+    return weight_distance_array(values, step_list, lag_deltas(step_list, max_lag))
 
 
 def weight_distance_array(
