@@ -28,6 +28,7 @@ from kltools.errors import KLToolsError
 __all__ = [
     "TEXT_DIM",
     "UNITS",
+    "CI",
     "bootstrap_kl",
     "check_compatible",
     "concat_units",
@@ -37,7 +38,10 @@ __all__ = [
     "map_coordinates",
     "mean_bytes_of",
     "nats_to_bpb",
+    "interval",
+    "resample_counts",
     "resample_indices",
+    "resampled_half_variance",
 ]
 
 #: name of the text dimension in every log-likelihood array
@@ -254,12 +258,60 @@ def nats_to_bpb(kl_nats: Any, mean_bytes: Any) -> Any:
     return kl_nats / (np.asarray(mean_bytes, dtype=np.float64) * math.log(2.0))
 
 
+#: the coverage of every bootstrap interval of the book (:func:`interval`)
+CI = 0.95
+
+
+def interval(reps: Any, level: float = CI, axis: int = 0) -> tuple[Any, Any]:
+    """The percentile interval of bootstrap replicates: quantiles ``(1 -+ level) / 2`` along
+    ``axis`` (the book's one interval; ``level`` 0.95 unless a caller asks otherwise)."""
+    if not 0.0 < float(level) < 1.0:
+        raise KLToolsError(f"the interval's level must be between 0 and 1, not {level!r}")
+    alpha = (1.0 - float(level)) / 2.0
+    lo, hi = np.quantile(np.asarray(reps, dtype=np.float64), [alpha, 1.0 - alpha], axis=axis)
+    return lo, hi
+
+
+def resample_counts(n_texts: int, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n_texts)``: how often each text is drawn in each of :func:`resample_indices`'s
+    resamples (the weights the one bootstrap engine, :func:`resampled_half_variance`, takes)."""
+    idx = resample_indices(n_texts, n_boot, seed)
+    return np.stack([np.bincount(row, minlength=n_texts) for row in idx]).astype(np.float64)
+
+
+def resampled_half_variance(
+    d: np.ndarray, weights: np.ndarray, text_bytes: np.ndarray | None = None
+) -> np.ndarray:
+    """The book's one bootstrap engine: ``Var(d) / 2`` of every row of ``d`` on every resample.
+
+    ``d``: ``(P, N)`` log-likelihood differences (nats) of ``P`` pairs on ``N`` texts;
+    ``weights``: ``(n_boot, N)`` draw counts of each text in each resample
+    (:func:`resample_counts`); ``text_bytes``: when given, each replicate is converted to
+    bits/byte with B̄ of its own resample, else it stays in nats. Returns ``(n_boot, P)``.
+    A weighted variance with draw counts equals the variance of the resampled vector, so
+    this is the resample's ``||q_i - q_j||^2 / (2N)`` without building it.
+    """
+    d = np.asarray(d, dtype=np.float64)
+    d = d - d.mean(axis=1, keepdims=True)  # centring first keeps the subtraction exact enough
+    w = np.asarray(weights, dtype=np.float64)
+    total = w.sum(axis=1, keepdims=True)
+    total = np.where(total > 0, total, np.nan)
+    mean = (w @ d.T) / total
+    second = (w @ (d * d).T) / total
+    half = (second - mean * mean) / 2.0
+    if text_bytes is None:
+        return half
+    mean_bytes = (w @ np.asarray(text_bytes, dtype=np.float64)) / total[:, 0]
+    return nats_to_bpb(half, mean_bytes[:, None])
+
+
 def resample_indices(n_texts: int, n_boot: int, seed: int) -> np.ndarray:
     """The book's bootstrap resamples: ``(n_boot, n_texts)`` text positions drawn with
     replacement by ``numpy.random.default_rng(seed)`` (row ``r`` is resample ``r``).
 
-    :func:`bootstrap_kl` and :class:`kltools.pairs.Resamples` both draw their resamples here,
-    so the same seed means the same resampled texts everywhere.
+    :func:`bootstrap_kl` and :class:`kltools.pairs.Resamples` both draw their resamples here
+    (through :func:`resample_counts`) and compute their replicates with
+    :func:`resampled_half_variance`, so the same seed means the same replicates everywhere.
     """
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
         raise KLToolsError(f"n_boot must be an integer >= 2, not {n_boot!r}")
@@ -459,22 +511,25 @@ def bootstrap_kl(
         :func:`kl_matrix`; attrs ``n_boot``, ``seed``, ``ci``.
     """
     _check_units(units)
-    resamples = resample_indices(loglik.sizes.get(TEXT_DIM, 0), n_boot, seed)
+    weights = resample_counts(loglik.sizes.get(TEXT_DIM, 0), n_boot, seed)
     if not 0.0 < float(ci) < 1.0:
         raise KLToolsError(f"ci must be between 0 and 1, not {ci!r}")
     point = kl_matrix(loglik, dim, units=units, mean_bytes=mean_bytes)
     L, others, _ = _as_batch(loglik, dim, skipna=False)
-    n = L.shape[-1]
+    B, K, _ = L.shape
     nb = None
     if units == "bpb" and mean_bytes is None:
         mean_bytes_of(loglik)  # raises when there is no text_bytes coordinate
         nb = np.asarray(loglik.coords["text_bytes"].values, dtype=np.float64)
-    reps = np.empty((n_boot, *L.shape[:2], L.shape[1]), dtype=np.float64)
-    for r, idx in enumerate(resamples):
-        mb = float(nb[idx].mean()) if nb is not None else mean_bytes
-        reps[r] = _sq_dist_batch(L[:, :, idx]) / _scale(units, n, mb)
-    alpha = (1.0 - float(ci)) / 2.0
-    lo, hi = np.quantile(reps, [alpha, 1.0 - alpha], axis=0)
+    iu, ju = np.triu_indices(K, k=1)
+    d = (L[:, iu, :] - L[:, ju, :]).reshape(B * iu.size, -1)
+    half = resampled_half_variance(d, weights, nb)
+    if units == "bpb" and nb is None:
+        half = nats_to_bpb(half, mean_bytes)
+    reps = np.zeros((n_boot, B, K, K), dtype=np.float64)
+    reps[:, :, iu, ju] = half.reshape(n_boot, B, iu.size)
+    reps[:, :, ju, iu] = reps[:, :, iu, ju]
+    lo, hi = interval(reps, ci)
     se = reps.std(axis=0, ddof=1)
     attrs = dict(point.attrs)
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from kltools.errors import KLToolsError
+from kltools.kl import nats_to_bpb
 
 __all__ = ["MCResult", "half_variance_vs_mean", "mc_kl", "sample_sequences", "sequence_logprob"]
 
@@ -61,7 +62,7 @@ class MCResult:
     @property
     def se_bits_per_byte(self) -> float:
         """Standard error on the bits/byte scale (B̄ taken as fixed)."""
-        return self.se / (self.mean_bytes * math.log(2.0))
+        return float(nats_to_bpb(self.se, self.mean_bytes))
 
 
 def _load(model: Any, device: str) -> torch.nn.Module:
@@ -223,7 +224,7 @@ def mc_kl(
     mean_bytes = float(np.mean([len(t.encode("utf-8")) for t in texts]))
     mean = float(ratio.mean())
     se = float(ratio.std(ddof=1) / math.sqrt(n_samples))
-    bpb = mean / (mean_bytes * math.log(2.0)) if mean_bytes > 0 else float("nan")
+    bpb = float(nats_to_bpb(mean, mean_bytes)) if mean_bytes > 0 else float("nan")
     return MCResult(
         mean=mean,
         se=se,
@@ -263,7 +264,7 @@ def half_variance_vs_mean(
     if n_boot < 2:
         raise KLToolsError(f"half_variance_vs_mean: n_boot must be >= 2, not {n_boot}")
     rng = np.random.default_rng(seed)
-    scales = [1.0 / (r.mean_bytes * math.log(2.0)) for r in results]
+    scales = [float(nats_to_bpb(1.0, r.mean_bytes)) for r in results]
 
     def both(rs: Sequence[np.ndarray]) -> tuple[float, float]:
         m = np.mean([x.mean() * k for x, k in zip(rs, scales)])

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kltools.errors import KLToolsError
-from kltools.kl import nats_to_bpb, resample_indices
+from kltools.kl import CI, interval, nats_to_bpb, resample_counts, resampled_half_variance
 
 __all__ = [
     "CI",
@@ -40,8 +40,6 @@ __all__ = [
     "summary_records",
 ]
 
-#: the coverage of every bootstrap interval of the book
-CI = 0.95
 
 #: labels that are integers (stacking pair sets with other labels turns them into floats)
 _INTEGER_LABELS = frozenset({"step", "step_next", "layer_a", "layer_b", "depth", "bits", "n_texts"})
@@ -62,9 +60,7 @@ class Resamples:
     @classmethod
     def draw(cls, n_texts: int, n_boot: int, seed: int) -> Resamples:
         """``n_boot`` resamples of ``n_texts`` positions with replacement (``default_rng(seed)``)."""
-        idx = resample_indices(n_texts, n_boot, seed)
-        counts = np.stack([np.bincount(row, minlength=n_texts) for row in idx])
-        return cls(counts.astype(np.float64))
+        return cls(resample_counts(n_texts, n_boot, seed))
 
     @property
     def n_boot(self) -> int:
@@ -83,17 +79,6 @@ def half_variance_bpb(d: np.ndarray, text_bytes: np.ndarray) -> np.ndarray:
     """``Var(d) / 2`` over the last axis (ddof 0), in bits/byte with ``B̄`` of ``text_bytes``."""
     d = np.asarray(d, dtype=np.float64)
     return nats_to_bpb(d.var(axis=-1) / 2.0, float(np.mean(text_bytes)))
-
-
-def _replicates(d: np.ndarray, text_bytes: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted ``Var(d)/2`` in bits/byte per resample: ``(n_boot, P)``; B̄ per resample."""
-    d = d - d.mean(axis=1, keepdims=True)  # centring first keeps the subtraction exact enough
-    total = w.sum(axis=1, keepdims=True)
-    total = np.where(total > 0, total, np.nan)
-    mean = (w @ d.T) / total
-    second = (w @ (d * d).T) / total
-    mean_bytes = (w @ text_bytes) / total[:, 0]
-    return nats_to_bpb((second - mean * mean) / 2.0, mean_bytes[:, None])
 
 
 @dataclass(frozen=True)
@@ -173,8 +158,8 @@ def build_pairs(
         raise KLToolsError(f"{d.shape[1]} texts per vector but {tb.size} text sizes")
     if not np.isfinite(d).all():
         raise KLToolsError("a pair has a missing log-likelihood (NaN); extract it first")
-    reps = _replicates(d, tb, resamples.weights(positions))
-    lo, hi = np.quantile(reps, [(1 - CI) / 2, (1 + CI) / 2], axis=0)
+    reps = resampled_half_variance(d, resamples.weights(positions), tb)
+    lo, hi = interval(reps)
     frame = pd.DataFrame([dict(r[2]) for r in rows])
     frame["kl"] = half_variance_bpb(d, tb)
     frame["lo"], frame["hi"] = lo, hi
@@ -215,7 +200,7 @@ def summarise(
             fn = _STATISTICS[stat]
             row[stat] = float(fn(g.kl.to_numpy()))
             reps = fn(pairs.reps[:, g.index.to_numpy()], axis=1)
-            row[f"{stat}_lo"], row[f"{stat}_hi"] = np.quantile(reps, [(1 - CI) / 2, (1 + CI) / 2])
+            row[f"{stat}_lo"], row[f"{stat}_hi"] = interval(reps)
         rows.append(row)
     return pd.DataFrame(rows)
 

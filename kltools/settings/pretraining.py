@@ -28,6 +28,7 @@ import xarray as xr
 from kltools.config import Settings
 from kltools.errors import KLToolsError
 from kltools.grid import grid_interval
+from kltools.kl import interval
 from kltools.pairs import PairSet, build_pairs, concat
 from kltools.settings.stores import pretraining_store, resamples, text_positions
 
@@ -294,8 +295,8 @@ def _row(pairs: PairSet, key: str, kind: str) -> dict[str, Any]:
         "a": f.a.iloc[0] if one else "",
         "b": f.b.iloc[0] if one else "",
         "kl": float(f.kl.mean()),
-        "lo": float(np.quantile(reps, 0.025)),
-        "hi": float(np.quantile(reps, 0.975)),
+        "lo": float(interval(reps)[0]),
+        "hi": float(interval(reps)[1]),
         "n_pairs": len(f),
         "kind": kind,
     }
