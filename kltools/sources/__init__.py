@@ -2,7 +2,8 @@
 
 A source is a module of this package; :data:`SOURCES` maps each profile to its module.
 ``tiny`` and ``smoke`` read the offline suite (:mod:`kltools.sources.suite`); ``pythia``
-names the paper's hub models (:mod:`kltools.sources.pythia`). Nothing outside this package
+names the paper's hub models (:mod:`kltools.sources.pythia`); ``released`` imports the
+authors' published vectors (:mod:`kltools.sources.released`). Nothing outside this package
 compares profile names: settings, chapters and the book ask the functions below, which take a
 :class:`kltools.config.Settings` and return the same shape whatever the profile.
 
@@ -13,6 +14,7 @@ What a source provides (each module defines these names):
   (``sizes``: the main sizes; ``seeds``: the runs of the seed setting);
 - ``quant_catalogue(s)``: each base model and its quantized copies;
 - ``lineages(s)``: fine-tuning lineages (model, parent, type, generation, method, domain);
+- ``layer_models(s)``: label -> spec of the layer chapter's models;
 - ``texts(s)``: the profile's own text set (``textset = "source"``);
 - ``fill_store(s, units, path, **options)``: make the store at ``path`` hold ``units``
   (extracted from the models, or imported from published vectors);
@@ -21,7 +23,7 @@ What a source provides (each module defines these names):
 - ``check_models(s, specs)``: fail at once, in one line, when a model cannot be read;
 - ``layer_count(s, spec)``: how many blocks a model has (the layer stores group by depth).
 
-:func:`layer_models` and :func:`floor_models` derive the layer and floor chapters' models.
+:func:`floor_models` derives the floor chapter's models from the quantization bases.
 """
 
 from __future__ import annotations
@@ -92,7 +94,12 @@ class Run:
 
 
 #: profile -> the module of :mod:`kltools.sources` that provides it
-SOURCES: dict[str, str] = {"tiny": "suite", "smoke": "suite", "pythia": "pythia"}
+SOURCES: dict[str, str] = {
+    "tiny": "suite",
+    "smoke": "suite",
+    "pythia": "pythia",
+    "released": "released",
+}
 #: every profile of the book
 PROFILES: tuple[str, ...] = tuple(SOURCES)
 #: the profile a command or a notebook runs when none is named
@@ -244,10 +251,8 @@ def lineages(s: Settings) -> tuple[pd.DataFrame, str]:
 
 
 def layer_models(s: Settings) -> dict[str, str]:
-    """label -> spec of the layer chapter's models (default: every run's final checkpoint)."""
-    if s.layer_models:
-        return {m.split("/")[-1]: m for m in s.layer_models}
-    return {r.model: r.spec(r.steps[-1]) for r in pretraining_runs(s)}
+    """label -> spec of the layer chapter's models (``s.layer_models``, else the source's)."""
+    return source(s.profile).layer_models(s)
 
 
 def floor_models(s: Settings) -> dict[str, str]:

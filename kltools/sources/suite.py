@@ -224,3 +224,11 @@ def layer_count(s: Settings, spec: str) -> int:
     from kltools.models import n_layers_of, resolve_model
 
     return n_layers_of(resolve_model(spec))
+
+
+def layer_models(s: Settings) -> dict[str, str]:
+    """label -> spec of the layer chapter's models: ``s.layer_models``, else the final
+    checkpoint of every pretraining run."""
+    if s.layer_models:
+        return {m.split("/")[-1]: m for m in s.layer_models}
+    return {r.model: r.spec(r.steps[-1]) for r in pretraining_runs(s.profile)}
