@@ -246,7 +246,60 @@ def test_scoreboard_renders_with_no_results_at_all(root: Path) -> None:
     assert "No chapter has written results in this build yet." in page
     line = next(x for x in page.splitlines() if x.startswith("*Not executed in this build:*"))
     assert line.count("; ") == len(CHAPTERS) - 1
-    assert "Claims: none yet." in page
+    assert "The paper's claims: none yet. The book's own checks: none yet." in page
+
+
+def test_scoreboard_counts_each_claim_once_and_splits_the_books_checks(root: Path) -> None:
+    """A claim re-tested by a later chapter is shown as a re-test, not counted again; the
+    book's own checks are counted apart from the paper's claims."""
+    folder = root / "build" / "executed"
+    order = dict(title="Later < Seed < Size", population="pooled", statistic="medians")
+    floor = dict(title="floor < 8-bit", origin="book", other=1e-4, other_label="8-bit median")
+    write_results(
+        ChapterResults(
+            "seeds_sizes",
+            "tiny",
+            claims=[_claim("seeds_sizes", "later<seed<size", "holds", **order)],
+        ),
+        folder,
+    )
+    write_results(
+        ChapterResults(
+            "floor", "tiny", claims=[_claim("floor", "floor<8-bit<4-bit", "holds", **floor)]
+        ),
+        folder,
+    )
+    write_results(
+        ChapterResults(
+            "scale",
+            "tiny",
+            claims=[
+                _claim("scale", "later<seed<size", "not reproduced", **order),
+                _claim("scale", "floor<8-bit<4-bit", "not reproduced", **floor),
+            ],
+        ),
+        folder,
+    )
+    rows = scoreboard.scoreboard_rows(scoreboard.load(folder))
+    tested = [r for r in rows if r["verdict"] not in (scoreboard.NOT_EXECUTED,)]
+    assert [(r["chapter"], r["retest_of"]) for r in tested] == [
+        ("seeds_sizes", ""),
+        ("floor", ""),
+        ("scale", "seeds_sizes"),
+        ("scale", "floor"),
+    ]
+    # counted once: 2 claims, both "holds" in their home chapters; the re-tests add nothing
+    assert scoreboard.verdict_counts(rows)["holds"] == 2
+    assert scoreboard.verdict_counts(rows)["not reproduced"] == 0
+    assert scoreboard.verdict_counts(rows, "paper")["holds"] == 1
+    assert scoreboard.verdict_counts(rows, "book")["holds"] == 1
+    floor_row = next(r for r in tested if r["chapter"] == "floor")
+    assert floor_row["ours"].endswith("; 8-bit median 1.00e-04")
+    assert floor_row["paper"] == "— (the chapter gives no published number)"
+    page = scoreboard.write_scoreboard(root / "build", folder).read_text()
+    assert "## The paper's claims" in page and "## The book's own checks" in page
+    assert "## Re-tests (not counted again)" in page
+    assert "The paper's claims: **1** holds. The book's own checks: **1** holds." in page
 
 
 def test_results_command_matches_the_scoreboard(
