@@ -49,6 +49,7 @@ __all__ = [
     "ft_below_random",
     "later_below_early",
     "later_in_paper_range",
+    "later_range",
     "later_seed_size",
     "loglik_below_weight_space",
     "ordering",
@@ -660,12 +661,8 @@ def loglik_below_weight_space(summary: pd.DataFrame) -> Claim:
 # ------------------------------------------------------------------------------ the estimator
 
 
-def _conclusive(r: Any, col: str) -> bool:
-    return bool(np.isfinite(getattr(r, f"{col}_se")) and 2 * getattr(r, f"{col}_se") <= 0.5)
-
-
 def _mc_claim(mc: pd.DataFrame, *, corpus: bool) -> Claim:
-    col, z = ("ratio_corpus", "z_corpus") if corpus else ("ratio", "z")
+    col, v = ("ratio_corpus", "verdict_corpus") if corpus else ("ratio", "verdict")
     where = (
         "the analysis text set (what every chapter uses)" if corpus else "the models' own samples"
     )
@@ -673,13 +670,13 @@ def _mc_claim(mc: pd.DataFrame, *, corpus: bool) -> Claim:
     title = f"Var/2 ≈ KL for nearby models, on {where} (§2)"
     common = dict(
         population=f"near pairs (the reference run's last consecutive checkpoints); estimate on {where}",
-        statistic="ratio estimate / symmetrised Monte-Carlo KL per pair (±2 s.e.); agrees when "
-        "within 2 s.e. of the Monte-Carlo KL, every conclusive near pair",
+        statistic="ratio estimate / symmetrised Monte-Carlo KL per pair (±2 s.e.); every "
+        "conclusive near pair within 2 s.e. of the Monte-Carlo KL (kltools.validation verdicts)",
         units="ratio estimate / Monte Carlo (near pairs: median, ±2 s.e. range)",
         paper_kind="no number: the paper states the second-order expansion (ratio 1)",
     )
     near = mc[mc.kind == "near"] if len(mc) else mc
-    ok = [r for r in near.itertuples() if _conclusive(r, col)]
+    ok = [r for r in near.itertuples() if getattr(r, v) != "inconclusive"]
     listing = (
         "; ".join(
             f"{kind}: "
@@ -701,7 +698,7 @@ def _mc_claim(mc: pd.DataFrame, *, corpus: bool) -> Claim:
             + (f" ({listing})" if listing else ""),
             **common,
         )
-    agree = [abs(getattr(r, z)) <= 2 for r in ok]
+    agree = [getattr(r, v) == "agree" for r in ok]
     ratios = np.array([getattr(r, col) for r in ok])
     ses = np.array([getattr(r, col + "_se") for r in ok])
     return Claim(
@@ -722,8 +719,9 @@ def estimate_matches_mc_corpus(mc: pd.DataFrame) -> Claim:
     (symmetrised) KL — tested **on the text set the scale uses**.
 
     ``mc``: :func:`kltools.validation.estimate_vs_mc` (``ratio_corpus``, ``ratio_corpus_se``,
-    ``z_corpus``). A near pair is conclusive when its ratio's ±2 s.e. interval is within
-    ±50 %; every conclusive near pair must agree within 2 s.e.
+    ``verdict_corpus``). A near pair is conclusive unless its verdict is ``inconclusive``
+    (within 2 s.e. of the Monte-Carlo KL but with a ratio interval wider than ±50 %); every
+    conclusive near pair must agree.
     """
     return _mc_claim(mc, corpus=True)
 
@@ -732,7 +730,7 @@ def estimate_matches_mc_samples(mc: pd.DataFrame) -> Claim:
     """§2 (paraphrase): the same approximation with the models' own samples as the text set
     (the setting of the second-order argument: texts drawn from the model).
 
-    ``mc``: :func:`kltools.validation.estimate_vs_mc` (``ratio``, ``ratio_se``, ``z``).
+    ``mc``: :func:`kltools.validation.estimate_vs_mc` (``ratio``, ``ratio_se``, ``verdict``).
     """
     return _mc_claim(mc, corpus=False)
 
@@ -808,4 +806,18 @@ def later_in_paper_range(cons: PairSet, reference: str, *, published: bool) -> C
         ours_lo=float(med["median_lo"]),
         ours_hi=float(med["median_hi"]),
         **common,
+    )
+
+
+def later_range(s: Settings) -> Claim:
+    """:func:`later_in_paper_range` on the profile of ``s``: the main sizes' consecutive pairs,
+    Table 1's reference run, and whether the profile's source can measure the published
+    magnitudes (:func:`kltools.sources.can`)."""
+    from kltools.settings.pretraining import consecutive, reference_model
+    from kltools.sources import can
+
+    return later_in_paper_range(
+        consecutive(s, "sizes"),
+        reference_model(s),
+        published=can(s, "published_magnitudes"),
     )

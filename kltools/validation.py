@@ -32,6 +32,7 @@ __all__ = [
     "kl_vs_n",
     "mc_table",
     "mc_report",
+    "mc_verdict",
     "method_comparison",
     "n_studies",
     "pair_difference",
@@ -191,12 +192,15 @@ def mc_table(mc: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _verdict(ratio_se: float, z: float) -> str:
-    """``inconclusive`` when the ratio's ±2 s.e. interval is wider than ±50 %, else whether the
-    estimate is within 2 s.e. of the Monte-Carlo KL (``agree``/``disagree``)."""
-    if not (np.isfinite(ratio_se) and 2 * ratio_se <= 0.5):
+def mc_verdict(ratio_se: float, z: float) -> str:
+    """One pair's Monte-Carlo verdict: ``disagree`` when the estimate is more than 2 s.e. from
+    the Monte-Carlo KL (however wide the ratio's interval); else ``agree`` when the ratio's
+    ±2 s.e. interval is within ±50 %, ``inconclusive`` when it is wider (or undefined)."""
+    if not np.isfinite(z):
         return "inconclusive"
-    return "agree" if abs(z) <= 2.0 else "disagree"
+    if abs(z) > 2.0:
+        return "disagree"
+    return "agree" if np.isfinite(ratio_se) and 2 * ratio_se <= 0.5 else "inconclusive"
 
 
 def mc_length_for(ds: xr.Dataset, length: int | None, context: int | None = None) -> int:
@@ -245,8 +249,8 @@ def estimate_vs_mc(s: Settings) -> pd.DataFrame:
         ``mc_pq``, ``mc_pq_se``, ``mc_qp``, ``mc_qp_se``, ``mc_sym``, ``mc_sym_se`` (bits/byte);
         ``estimate_sampled``, ``estimate_sampled_se``, ``ratio``, ``ratio_se``, ``z`` and
         ``agree`` (|z| ≤ 2, from a joint bootstrap over the samples) and ``verdict``
-        ("agree", "disagree", or "inconclusive" when the ratio's ±2 s.e. interval is wider
-        than ±50%); ``estimate``, ``estimate_se``, ``estimate_lo``, ``estimate_hi``,
+        ("disagree" when |z| > 2; else "agree", or "inconclusive" when the ratio's ±2 s.e.
+        interval is wider than ±50%); ``estimate``, ``estimate_se``, ``estimate_lo``, ``estimate_hi``,
         ``ratio_corpus``, ``ratio_corpus_se``, ``z_corpus`` and ``verdict_corpus`` (as
         ``verdict``, for the text set).
     """
@@ -307,7 +311,7 @@ def estimate_vs_mc(s: Settings) -> pd.DataFrame:
                 "ratio_se": check["ratio_se"],
                 "z": z,
                 "agree": bool(abs(z) <= 2.0),
-                "verdict": _verdict(check["ratio_se"], z),
+                "verdict": mc_verdict(check["ratio_se"], z),
                 "estimate": est,
                 "estimate_se": est_se,
                 "estimate_lo": float(corpus.frame.lo.iloc[k]),
@@ -315,7 +319,7 @@ def estimate_vs_mc(s: Settings) -> pd.DataFrame:
                 "ratio_corpus": ratio_c,
                 "ratio_corpus_se": ratio_c_se,
                 "z_corpus": z_c,
-                "verdict_corpus": _verdict(ratio_c_se, z_c),
+                "verdict_corpus": mc_verdict(ratio_c_se, z_c),
             }
         )
     return pd.DataFrame(rows)
@@ -573,7 +577,16 @@ def corpus_factor_markdown(mc: pd.DataFrame) -> str:
     )
     lo, hi = float(mc.ratio_corpus.min()), float(mc.ratio_corpus.max())
     near = mc[mc.kind == "near"]
-    if len(near) and bool((abs(near.z_corpus) <= 2).all()):
+    decided = near[2 * near.ratio_corpus_se <= 0.5] if len(near) else near
+    factor = f"{lo:.2g} to {hi:.2g} times the Monte-Carlo KL ({by_kind})"
+    if not len(decided):
+        head = (
+            "**What this means for the rest of the book.** Every other KL of this book is the "
+            "same estimate on the same text set. On this run no near pair is conclusive, so "
+            f"whether the book's small KLs equal the models' KL is open; the pairs checked give "
+            f"{factor}: "
+        )
+    elif bool((abs(decided.z_corpus) <= 2).all()):
         head = (
             "**What this means for the rest of the book.** On this text set the estimate matches "
             "the KL for the near pairs, so the book's small KLs can be read as KLs; "
@@ -582,8 +595,7 @@ def corpus_factor_markdown(mc: pd.DataFrame) -> str:
         head = (
             "**What this means for the rest of the book.** Every other KL of this book is the "
             "same estimate on the same text set, so it carries this factor: it is the text "
-            f"set's KL, not the models' — here {lo:.2g} to {hi:.2g} times the Monte-Carlo KL "
-            f"({by_kind}). "
+            f"set's KL, not the models' — here {factor}. "
         )
     return head + (
         f"the factor varies ×{hi / lo:.1f} across the pairs checked, so ratios between settings "

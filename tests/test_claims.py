@@ -173,9 +173,11 @@ def test_weight_space_claim_judges_only_the_sizes_with_weight_distances() -> Non
 
 
 def _mc(verdicts: list[str], corpus: float = 1.0, z_corpus: float = 0.0) -> pd.DataFrame:
-    """Near pairs whose ratio on samples is 1 ± 0.05 (z from ``verdicts``) and whose ratio on
-    the text set is ``corpus`` ± 0.05 (z ``z_corpus``)."""
-    z = {"agree": 0.5, "disagree": 5.0, "inconclusive": 0.0}
+    """Near pairs whose ratio on samples is 1 (verdicts given) and whose ratio on the text set
+    is ``corpus`` ± 0.05 with z ``z_corpus``; the verdicts as :mod:`kltools.validation` gives
+    them (a ratio 2 s.e. from 1 disagrees)."""
+    from kltools.validation import mc_verdict
+
     return pd.DataFrame(
         {
             "role": [f"near{i}" for i in range(len(verdicts))],
@@ -183,10 +185,10 @@ def _mc(verdicts: list[str], corpus: float = 1.0, z_corpus: float = 0.0) -> pd.D
             "verdict": verdicts,
             "ratio": 1.0,
             "ratio_se": [0.5 if v == "inconclusive" else 0.05 for v in verdicts],
-            "z": [z[v] for v in verdicts],
             "ratio_corpus": corpus,
             "ratio_corpus_se": 0.05,
             "z_corpus": z_corpus,
+            "verdict_corpus": mc_verdict(0.05, z_corpus),
         }
     )
 
@@ -215,6 +217,31 @@ def test_the_estimate_is_judged_on_the_text_set_apart_from_the_samples() -> None
     assert corpus.claim != samples.claim and "text set" in corpus.population
     assert "far: early_late 13.10" in corpus.reason  # every pair kind listed
     assert claims.estimate_matches_mc_corpus(_mc(["agree"], 1.02, 0.4)).verdict == "holds"
+
+
+def test_a_clear_disagreement_is_conclusive_however_wide_its_interval() -> None:
+    """3.58 ± 0.76 (tiny's near pair on the text set) is wider than ±50 % but 6.8 s.e. from 1:
+    a disagreement, not "inconclusive"; 8 ± 73 is inconclusive."""
+    from kltools.validation import mc_verdict
+
+    assert mc_verdict(0.38, (3.58 - 1) / 0.38) == "disagree"
+    assert mc_verdict(36.0, 0.2) == "inconclusive"
+    assert mc_verdict(0.05, 0.5) == "agree"
+    assert mc_verdict(0.05, float("nan")) == "inconclusive"
+
+
+def test_what_the_text_set_factor_means_is_computed() -> None:
+    from kltools.validation import corpus_factor_markdown
+
+    far = _mc(["agree"], 13.1, 20.0).assign(kind="far", role="early_late")
+    off = pd.concat([_mc(["agree"], 3.6, 12.0), far], ignore_index=True)
+    text = corpus_factor_markdown(off)
+    assert "carries this factor" in text and "3.6 to 13 times" in text
+    fine = pd.concat([_mc(["agree"], 1.01, 0.2), far], ignore_index=True)
+    assert "can be read as KLs" in corpus_factor_markdown(fine)
+    open_ = pd.concat([_mc(["agree"], 1.5, 0.5).assign(ratio_corpus_se=2.0), far])
+    open_["verdict_corpus"] = ["inconclusive", "disagree"]
+    assert "no near pair is conclusive" in corpus_factor_markdown(open_)
 
 
 def _run(model: str, scales: dict[int, float], one: bool = True) -> list:
