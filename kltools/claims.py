@@ -517,40 +517,45 @@ def consecutive_falls(trend: pd.DataFrame) -> Claim:
     )
 
 
-def early_late_rates(cons: PairSet) -> pd.DataFrame:
+def early_late_rates(cons: PairSet, after_step: int = 0) -> pd.DataFrame:
     """Per run: how fast the trajectory moves early in training against late, per checkpoint.
 
-    For each run (label ``model``) its consecutive pairs in step order, **degenerate pairs
-    excluded** (KL exactly 0: identical vectors, the copies the integrity audit reports, such
-    as Pythia's ``step0``/``step1``); the first third of the rest is *early*, the last third
-    *late* (at least one pair each, so a run needs 3 non-degenerate pairs). Columns ``model``,
-    ``pairs`` (used), ``excluded`` (``"a→b"`` steps of the excluded pairs), ``early`` and
-    ``late`` (median KL per checkpoint interval, bits/byte), ``ratio`` = early / late with its
-    95 % interval ``lo``/``hi`` over the shared resamples (the ratio of the two medians
-    recomputed on each resample).
+    For each run (label ``model``) its consecutive pairs in step order that start at or after
+    ``after_step`` and are one grid interval apart (label ``one_interval`` where present), so
+    that every pair spans the same number of steps and "per checkpoint" is "per fixed Δ step";
+    **degenerate pairs are excluded** (KL exactly 0: identical vectors, the copies the
+    integrity audit reports, such as Pythia's ``step0``/``step1``). The first third of the
+    rest is *early*, the last third *late* (at least one pair each, so a run needs 3 pairs).
+
+    Columns ``model``, ``pairs`` (used), ``left_out`` (warm-up or unevenly spaced pairs not
+    used), ``excluded`` (``"a→b"`` steps of the degenerate pairs), ``early`` and ``late``
+    (median KL per checkpoint interval, bits/byte), ``ratio`` = early / late with its 95 %
+    interval ``lo``/``hi`` over the shared resamples (the ratio of the two medians recomputed
+    on each resample).
     """
-    cols = ["model", "pairs", "excluded", "early", "late", "ratio", "lo", "hi"]
+    cols = ["model", "pairs", "left_out", "excluded", "early", "late", "ratio", "lo", "hi"]
     f = cons.frame.reset_index(drop=True)
     rows = []
     for model, g in f.groupby("model", sort=False) if len(f) else []:
         g = g.sort_values("step")
+        even = g.one_interval.astype(bool) if "one_interval" in g else True
+        use = (g.step >= after_step) & even
+        left_out = int((~use).sum())
+        g = g[use]
         zero = g[g.kl == 0]
         g = g[g.kl != 0]
         excluded = ", ".join(f"{int(r.step)}→{int(r.step_next)}" for r in zero.itertuples())
+        base = {"model": model, "pairs": len(g), "left_out": left_out, "excluded": excluded}
         k = len(g) // 3
         if k < 1:
-            rows.append(
-                {"model": model, "pairs": len(g), "excluded": excluded, **dict.fromkeys(cols[3:])}
-            )
+            rows.append({**base, **dict.fromkeys(cols[4:])})
             continue
         early_i, late_i = g.index[:k].to_numpy(), g.index[-k:].to_numpy()
         reps = np.median(cons.reps[:, early_i], axis=1) / np.median(cons.reps[:, late_i], axis=1)
         early, late = float(f.kl[early_i].median()), float(f.kl[late_i].median())
         rows.append(
             {
-                "model": model,
-                "pairs": len(g),
-                "excluded": excluded,
+                **base,
                 "early": early,
                 "late": late,
                 "ratio": early / late,
@@ -561,24 +566,28 @@ def early_late_rates(cons: PairSet) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def early_segments_wider(cons: PairSet) -> Claim:
+def early_segments_wider(cons: PairSet, after_step: int = 0) -> Claim:
     """Fig. 1 (paraphrase): trajectories move fast early in training and slow down — a
     segment of the map (one checkpoint interval) is wide early and narrow late.
 
     One definition on every profile (:func:`early_late_rates`): per run, the median KL per
-    checkpoint interval over the first third of its non-degenerate consecutive pairs against
-    the last third; a run agrees when the ratio's 95 % interval lies above 1. No single pair
-    decides, and pairs with KL exactly 0 (identical checkpoints) are excluded and listed.
-    ``cons``: :func:`kltools.settings.pretraining.consecutive` (labels ``model``, ``step``).
+    checkpoint interval over the first third of its evenly spaced, non-degenerate
+    consecutive pairs from ``after_step`` on, against the last third; a run agrees when the
+    ratio's 95 % interval lies above 1. No single pair decides; pairs with KL exactly 0
+    (identical checkpoints) are excluded and listed, and warm-up pairs (log-spaced, at a
+    learning rate still ramping up) are left out, so that every pair spans the same Δ steps.
+    ``cons``: :func:`kltools.settings.pretraining.consecutive` (labels ``model``, ``step``,
+    ``step_next``, ``one_interval``).
     """
     title = "trajectories move fast early and slow down (Fig. 1 segment widths)"
     common = dict(
-        population="each run's consecutive pairs, KL-0 (identical) pairs excluded",
+        population=f"each run's one-interval consecutive pairs from step {after_step} on, "
+        "KL-0 (identical) pairs excluded",
         statistic="per run: median KL of the first third of pairs / of the last third, "
         "95% interval above 1, every run",
         paper_kind="no number: read from Fig. 1",
     )
-    rates = early_late_rates(cons)
+    rates = early_late_rates(cons, after_step)
     excluded = "; ".join(f"{r.model}: {r.excluded}" for r in rates.itertuples() if r.excluded)
     note = f"; excluded as degenerate (KL exactly 0): {excluded}" if excluded else ""
     tested = rates[rates.ratio.notna()] if len(rates) else rates
@@ -587,7 +596,7 @@ def early_segments_wider(cons: PairSet) -> Claim:
             "early segments wider",
             title,
             NOT_TESTED,
-            "no run with three or more non-degenerate consecutive pairs" + note,
+            "no run with three or more evenly spaced, non-degenerate consecutive pairs" + note,
             **common,
         )
     wider = tested.lo > 1

@@ -381,6 +381,13 @@ def test_early_segments_wider_three_outcomes() -> None:
     miss = claims.early_segments_wider(narrow_early)
     assert miss.verdict == "not reproduced" and "1 of 2 runs" in miss.reason
     assert claims.early_segments_wider(_consecutive([3.0, 2.0])).verdict == "not tested"
+    # warm-up pairs (before after_step, or not one grid interval apart) are left out
+    warm = _consecutive([0.5, 0.5, 8.0, 6.0, 4.0, 2.0, 1.0, 1.0])
+    assert claims.early_segments_wider(warm).verdict == "not reproduced"  # warm-up as "early"
+    got = claims.early_segments_wider(warm, after_step=2)
+    assert got.verdict == "holds" and claims.early_late_rates(warm, 2).left_out.iloc[0] == 2
+    uneven = PairSet(warm.frame.assign(one_interval=warm.frame.step >= 2), warm.reps)
+    assert claims.early_segments_wider(uneven).verdict == "holds"
 
 
 def test_identical_first_checkpoints_do_not_decide_early_segments_wider() -> None:
