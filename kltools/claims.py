@@ -147,7 +147,7 @@ def ordering(
             population=population,
             statistic=POOLED,
             origin=origin,
-            paper_kind="not tested",
+            **_paper_ratio(names[0], names[-1]),
         )
     med = _medians(sets)
     text = " < ".join(
@@ -175,39 +175,42 @@ def ordering(
     )
 
 
-def _ratio(first: PairSet, last: PairSet, a: str, b: str) -> dict[str, Any]:
-    """Our ratio of medians ``b / a`` with its interval over the shared resamples, and the
-    paper's ratio where it prints the same statistic (a median) for both settings.
+def _paper_ratio(a: str, b: str) -> dict[str, Any]:
+    """The paper's ratio ``b / a`` where it prints the same statistic (a median) for both
+    settings; otherwise no number, and ``paper_kind`` says why.
 
-    A ratio of two single pairs of Table 1 is not set beside a ratio of medians: the paper
-    column is then empty, and ``paper_kind`` says why.
+    A ratio of two single pairs of Table 1 is not set beside a ratio of medians.
     """
     from kltools.paper import FOR_SETTING
 
+    pa, pb = FOR_SETTING.get(a), FOR_SETTING.get(b)
+    if pa is None or pb is None:
+        missing = " and ".join(n for n, p in ((a, pa), (b, pb)) if p is None)
+        return {"paper_kind": f"no number: the paper prints none for {missing}"}
+    if pa.kind == pb.kind == "median":
+        return {
+            "paper": pb.value / pa.value,
+            "paper_kind": "ratio of medians",
+            "paper_source": pb.source if pa.source == pb.source else f"{pb.source}, {pa.source}",
+        }
+    return {
+        "paper_kind": f"no like-for-like number: the paper prints a {pb.kind} for {b} and a "
+        f"{pa.kind} for {a} ({pb.source}), not medians"
+    }
+
+
+def _ratio(first: PairSet, last: PairSet, a: str, b: str) -> dict[str, Any]:
+    """Our ratio of medians ``b / a`` with its interval over the shared resamples, beside the
+    paper's (:func:`_paper_ratio`)."""
     reps = np.median(last.reps, axis=1) / np.median(first.reps, axis=1)
     low = float(np.median(first.frame.kl))
-    out: dict[str, Any] = {
+    return {
         "ours": float(np.median(last.frame.kl)) / low if low > 0 else None,
         "ours_lo": float(np.quantile(reps, 0.025)),
         "ours_hi": float(np.quantile(reps, 0.975)),
         "units": f"ratio of medians {b}/{a}",
+        **_paper_ratio(a, b),
     }
-    pa, pb = FOR_SETTING.get(a), FOR_SETTING.get(b)
-    if pa is None or pb is None:
-        missing = " and ".join(n for n, p in ((a, pa), (b, pb)) if p is None)
-        out["paper_kind"] = f"no number: the paper prints none for {missing}"
-    elif pa.kind == pb.kind == "median":
-        out.update(
-            paper=pb.value / pa.value,
-            paper_kind="ratio of medians",
-            paper_source=pb.source if pa.source == pb.source else f"{pb.source}, {pa.source}",
-        )
-    else:
-        out["paper_kind"] = (
-            f"no like-for-like number: the paper prints a {pb.kind} for {b} and a {pa.kind} "
-            f"for {a} ({pb.source}), not medians"
-        )
-    return out
 
 
 def reference_base(s: Settings) -> str:
@@ -347,17 +350,25 @@ def seed_size_markdown(seed: PairSet, size: PairSet, reference: str) -> str:
     )
     if len(rows):
         rev = rows[rows.order == "reversed"]
+        overlap = rows[rows.order == "overlap"]
         text = "; ".join(f"`{r.pair}` {r.kl:.3g} ({r.order})" for r in rows.itertuples())
         lines.append(
             f"**Row by row** (Table 1's view: the seed average, {rows.seed_mean.iloc[0]:.3g} "
-            f"bits/byte, against each size pair of the reference run `{reference}`): {text}. "
+            f"bits/byte, against each size pair of the reference run `{reference}`): {text}: "
             + (
                 f"**{len(rev)} of {len(rows)} rows are reversed** ({', '.join(rev.pair)} lies "
                 "below the seed average), the opposite of the paper's Table 1, where every row "
                 f"is in order ({published} bits/byte); the claim is therefore not reproduced "
                 "here, whatever the pooled medians say."
                 if len(rev)
-                else f"every row is in order, as in the paper's Table 1 ({published} bits/byte)."
+                else "every row is in order, as in the paper's Table 1 "
+                f"({published} bits/byte)"
+                + (
+                    f", though {len(overlap)} of {len(rows)} rows have intervals overlapping "
+                    "the seed average's (in order, not separated)."
+                    if len(overlap)
+                    else "."
+                )
             )
         )
     else:
@@ -443,15 +454,23 @@ def floor_below_quantization(floor: PairSet, eight: PairSet, four: PairSet) -> C
         origin=BOOK,
         paper_kind="no number: the paper measures no floor (the book's own check)",
     )
+    top = floor_value(fl)
     if empty:
+        partial = ""
+        if len(fl) and len(eight):
+            e = summarise(eight).iloc[0]
+            partial = (
+                f" (for the record: the floor {top['kl']:.3g} [{top['lo']:.3g}, {top['hi']:.3g}]"
+                f" vs the 8-bit median {e['median']:.3g} [{e['median_lo']:.3g}, "
+                f"{e['median_hi']:.3g}] bits/byte)"
+            )
         return Claim(
             "floor<8-bit<4-bit",
             title,
             NOT_TESTED,
-            f"no {', '.join(empty)} pairs on this run",
+            f"no {', '.join(empty)} pairs on this run{partial}",
             **common,
         )
-    top = floor_value(fl)
     e = summarise(eight).iloc[0]
     below = top["hi"] < e["median_lo"]
     q = ordering("8-bit<4-bit", "", {"8-bit": eight, "4-bit": four})

@@ -191,7 +191,8 @@ def report(s: Settings, pairs: PairSet, quantized: PairSet) -> str:
         if len(d):
             lines.append(
                 f"- {label} (setting {name}, a perturbation placed beside 8-bit, not part of the "
-                f"floor): median {d.kl.median():.3g} bits/byte over {len(d)} models."
+                f"floor): median {d.kl.median():.3g} bits/byte over {len(d)} "
+                f"model{'s' if len(d) > 1 else ''}."
             )
     full = quantization_store(s).loglik.sel(variant="full")
     fp32 = floor_store(s).loglik.sel(setting="fp32")
