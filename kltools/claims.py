@@ -77,7 +77,8 @@ class Claim:
     (e.g. "median, bootstrap 95% interval"); ``origin``: ``"paper"`` or ``"book"``.
     ``other``/``other_label``: a second number of ours shown beside ``ours`` (e.g. c_W beside
     c_ℓ, the 8-bit median beside the floor). ``paper_kind`` says what the paper's number is —
-    or, when there is none, why the paper column is empty.
+    or, when there is none, why the paper column is empty; ``paper_lo``/``paper_hi``: a range
+    the paper states (in place of one number).
     """
 
     claim: str
@@ -96,6 +97,8 @@ class Claim:
     origin: str = PAPER
     other: float | None = None
     other_label: str = ""
+    paper_lo: float | None = None
+    paper_hi: float | None = None
 
     def record(self, chapter: str) -> dict[str, Any]:
         """A :mod:`kltools.results` ``claims`` record."""
@@ -805,6 +808,8 @@ def later_in_paper_range(cons: PairSet, reference: str, *, published: bool) -> C
         statistic="median with its 95% interval, inside the range",
         paper_kind="range stated in the text",
         paper_source="v1 §3.1 and Table 1",
+        paper_lo=low,
+        paper_hi=high,
     )
     pop = paper_later_pairs(cons, reference)
     if not len(pop):

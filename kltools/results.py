@@ -28,8 +28,8 @@ The file holds five lists of flat records (``schema`` ``kltools.results/1``):
     ``ours``, ``ours_lo``, ``ours_hi``, ``other`` and ``other_label`` (a second number of
     ours shown beside it, e.g. c_W beside c_ℓ), ``paper``, ``paper_kind`` (``"single
     pair"``, ``"median"``, ``"mean"``, ``"range stated in the text"``, ...; or, with no
-    ``paper``, why there is no like-for-like number), ``paper_source`` (e.g. ``"v1 Table
-    1"``) and ``units``.
+    ``paper``, why there is no like-for-like number), ``paper_lo``/``paper_hi`` (a range the
+    paper states), ``paper_source`` (e.g. ``"v1 Table 1"``) and ``units``.
 ``deviations``
     One record per way this chapter's run differs from the paper: ``chapter``, ``topic``,
     ``paper``, ``ours``, ``why``.

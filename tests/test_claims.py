@@ -278,6 +278,7 @@ def test_later_range_is_decided_on_the_reference_run_from_10k_of_143k() -> None:
     assert set(pop.frame.model) == {"ref"} and pop.frame.step.min() == 10_000
     got = claims.later_in_paper_range(cons, "ref", published=True)
     assert got.verdict == "holds" and 0.02 <= got.ours <= 0.07
+    assert (got.paper_lo, got.paper_hi) == (0.02, 0.07)
     # a profile whose models are not the paper's: a magnitude claim is not tested, numbers kept
     small = claims.later_in_paper_range(cons, "ref", published=False)
     assert small.verdict == "not tested" and "magnitude" in small.reason

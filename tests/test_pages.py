@@ -202,6 +202,10 @@ def test_claim_rows_format_numbers_kinds_sources_and_intervals() -> None:
     assert row["paper"] == "0.00130 bits/byte (median, v1 Fig. 3)"
     assert row["ours"] == "5.04e-06 [4.10e-06, 6.20e-06] bits/byte"
     assert scoreboard.fmt_number(None) == "—" and scoreboard.fmt_number(float("nan")) == "—"
+    ranged = scoreboard.claim_row(
+        _claim("c", "x", "not tested", paper_lo=0.02, paper_hi=0.07, paper_kind="range", units="b")
+    )
+    assert ranged["paper"] == "0.0200–0.0700 b (range)"
     assert scoreboard.fmt_number(63.8575) == "63.9" and scoreboard.fmt_number(1200) == "1,200"
 
 

@@ -80,12 +80,15 @@ def _with_units(text: str, units: Any) -> str:
 def claim_row(rec: Mapping[str, Any]) -> dict[str, str]:
     """One claim record as the strings every view shows (see :data:`CLAIM_COLUMNS`).
 
-    ``paper`` is the published number with its kind and source, or "—" followed by why
-    there is none (``paper_kind``); ``ours`` carries its interval and, where the claim has
+    ``paper`` is the published number (or range, ``paper_lo``–``paper_hi``) with its kind and
+    source, or "—" followed by why there is none (``paper_kind``); ``ours`` carries its interval and, where the claim has
     one, the second number it is compared with (``other_label`` ``other``).
     """
     units = rec.get("units") or ""
     paper = _with_units(fmt_number(rec.get("paper")), units)
+    if rec.get("paper") is None and rec.get("paper_lo") is not None:
+        span = f"{fmt_number(rec['paper_lo'])}–{fmt_number(rec.get('paper_hi'))}"
+        paper = _with_units(span, units)
     details = [str(rec[k]) for k in ("paper_kind", "paper_source") if rec.get(k)]
     if details and paper != "—":
         paper = f"{paper} ({', '.join(details)})"
