@@ -17,6 +17,7 @@ import pandas as pd
 __all__ = [
     "BETWEEN",
     "DIFFUSION",
+    "LATE_FROM",
     "FOR_SETTING",
     "Number",
     "TABLE1",
@@ -101,6 +102,10 @@ BETWEEN: dict[str, tuple[float, float, str]] = {
     "late consecutive": (0.02, 0.07, "consecutive checkpoints after ~10k steps (text, Table 1)"),
 }
 
+#: where "late" starts for the range above: 10k of Pythia's 143k steps, as a fraction of the
+#: reference run's training (v1 §3.1 and Table 1's first consecutive row, 10k→11k)
+LATE_FROM: float = 10_000 / 143_000
+
 #: the diffusion claims (text and Fig. 5): exponents, no numbers printed
 DIFFUSION = {
     "c_l<1": "c in log-likelihood space is below 1 (subdiffusive)",
@@ -123,6 +128,8 @@ FOR_SETTING: dict[str, Number | None] = {
     "Random": TABLE2[("all", "random", "median")],
     "Layer": None,
     "Floor": None,
+    "bf16": None,
+    "fp16": None,
 }
 
 

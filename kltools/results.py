@@ -22,9 +22,14 @@ The file holds five lists of flat records (``schema`` ``kltools.results/1``):
 ``claims``
     One record per claim tested: ``chapter``, ``claim`` (a stable identifier, e.g.
     ``"later<seed<size"``), ``verdict`` (one of :data:`VERDICTS`), ``reason`` (one sentence
-    with the numbers); optional ``title`` (what the paper claims, in words), ``ours``,
-    ``ours_lo``, ``ours_hi``, ``paper``, ``paper_kind`` (``"single pair"``, ``"median"``,
-    ``"mean"``, ...), ``paper_source`` (e.g. ``"v1 Table 1"``) and ``units``.
+    with the numbers); optional ``title`` (what the paper claims, in words), ``population``
+    (the pairs it is decided on), ``statistic`` (how they are summarised and compared),
+    ``origin`` (one of :data:`ORIGINS`: a claim of the paper, or the book's own check),
+    ``ours``, ``ours_lo``, ``ours_hi``, ``other`` and ``other_label`` (a second number of
+    ours shown beside it, e.g. c_W beside c_ℓ), ``paper``, ``paper_kind`` (``"single
+    pair"``, ``"median"``, ``"mean"``, ``"range stated in the text"``, ...; or, with no
+    ``paper``, why there is no like-for-like number), ``paper_lo``/``paper_hi`` (a range the
+    paper states), ``paper_source`` (e.g. ``"v1 Table 1"``) and ``units``.
 ``deviations``
     One record per way this chapter's run differs from the paper: ``chapter``, ``topic``,
     ``paper``, ``ours``, ``why``.
@@ -51,6 +56,9 @@ SCHEMA = "kltools.results/1"
 
 #: the three outcomes of a tested claim
 VERDICTS: tuple[str, ...] = ("holds", "not reproduced", "not tested")
+
+#: where a claim comes from: the paper, or the book's own check
+ORIGINS: tuple[str, ...] = ("paper", "book")
 
 #: required keys of each record kind
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -125,6 +133,11 @@ def validate_records(kind: str, records: Iterable[Mapping[str, Any]], source: st
             raise KLToolsError(
                 f"{where}claim {rec['claim']!r} has verdict {rec['verdict']!r}, "
                 f"not one of {', '.join(VERDICTS)}"
+            )
+        if kind == "claims" and rec.get("origin", "paper") not in ORIGINS:
+            raise KLToolsError(
+                f"{where}claim {rec['claim']!r} has origin {rec['origin']!r}, "
+                f"not one of {', '.join(ORIGINS)}"
             )
 
 

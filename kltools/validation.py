@@ -25,10 +25,13 @@ from kltools.settings.stores import pretraining_store, resamples, text_positions
 __all__ = [
     "agreement_threshold",
     "centring_check",
+    "corpus_factor_markdown",
     "estimate_vs_mc",
     "heldout_losses",
     "kl_vs_n",
     "mc_table",
+    "mc_report",
+    "mc_verdict",
     "method_comparison",
     "n_studies",
     "pair_difference",
@@ -158,10 +161,12 @@ def corpus_estimates(s: Settings) -> PairSet:
 
 
 def mc_table(mc: pd.DataFrame) -> pd.DataFrame:
-    """The Monte-Carlo check as a page shows it: one short row per pair, units in headers.
+    """The Monte-Carlo check as a page shows it: one short row per pair, one unit system.
 
-    ``mc``: :func:`estimate_vs_mc`. Values with their uncertainty in one cell ("value ± 2 s.e.");
-    the other columns of ``mc`` (both directions, per-token values, z) stay in ``mc``.
+    ``mc``: :func:`estimate_vs_mc`. KLs in bits/byte, ratios without unit; each value with its
+    uncertainty in one cell ("value ± 2 s.e."). The estimate on the text set (what every
+    chapter uses) comes first, the estimate on the models' own samples second, each with its
+    verdict; the other columns of ``mc`` (both directions, z) stay in ``mc``.
     """
 
     def pm(value: float, se: float) -> str:
@@ -174,14 +179,27 @@ def mc_table(mc: pd.DataFrame) -> pd.DataFrame:
         {
             "pair": mc.role,
             "kind": mc.kind,
-            "Monte-Carlo KL [nats/sequence]": [pm(v, e) for v, e in zip(mc.mc_sym, mc.mc_sym_se)],
-            "estimate on samples / MC": [pm(v, e) for v, e in zip(mc.ratio, mc.ratio_se)],
-            "verdict": mc.verdict,
-            "estimate on corpus / MC": [
-                pm(v, e) for v, e in zip(mc.ratio_corpus, mc.ratio_corpus_se)
+            "Monte-Carlo KL [bits/byte]": [pm(v, e) for v, e in zip(mc.mc_sym, mc.mc_sym_se)],
+            "estimate on the text set [bits/byte]": [
+                pm(v, e) for v, e in zip(mc.estimate, mc.estimate_se)
             ],
+            "text set / MC": [pm(v, e) for v, e in zip(mc.ratio_corpus, mc.ratio_corpus_se)],
+            "text-set verdict": mc.verdict_corpus,
+            "on samples / MC": [pm(v, e) for v, e in zip(mc.ratio, mc.ratio_se)],
+            "samples verdict": mc.verdict,
         }
     )
+
+
+def mc_verdict(ratio_se: float, z: float) -> str:
+    """One pair's Monte-Carlo verdict: ``disagree`` when the estimate is more than 2 s.e. from
+    the Monte-Carlo KL (however wide the ratio's interval); else ``agree`` when the ratio's
+    ±2 s.e. interval is within ±50 %, ``inconclusive`` when it is wider (or undefined)."""
+    if not np.isfinite(z):
+        return "inconclusive"
+    if abs(z) > 2.0:
+        return "disagree"
+    return "agree" if np.isfinite(ratio_se) and 2 * ratio_se <= 0.5 else "inconclusive"
 
 
 def mc_length_for(ds: xr.Dataset, length: int | None, context: int | None = None) -> int:
@@ -227,13 +245,13 @@ def estimate_vs_mc(s: Settings) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per pair: ``role``, ``kind``, ``a``, ``b``, ``length``, ``n_samples``;
-        ``mc_pq``, ``mc_pq_se``, ``mc_qp``, ``mc_qp_se``, ``mc_sym``, ``mc_sym_se``,
-        ``kl_per_token`` (the symmetrised MC KL in nats per sampled token);
+        ``mc_pq``, ``mc_pq_se``, ``mc_qp``, ``mc_qp_se``, ``mc_sym``, ``mc_sym_se`` (bits/byte);
         ``estimate_sampled``, ``estimate_sampled_se``, ``ratio``, ``ratio_se``, ``z`` and
         ``agree`` (|z| ≤ 2, from a joint bootstrap over the samples) and ``verdict``
-        ("agree", "disagree", or "inconclusive" when the ratio's ±2 s.e. interval is wider
-        than ±50%); ``estimate``, ``estimate_se``, ``estimate_lo``, ``estimate_hi``,
-        ``ratio_corpus``, ``ratio_corpus_se``, ``z_corpus``.
+        ("disagree" when |z| > 2; else "agree", or "inconclusive" when the ratio's ±2 s.e.
+        interval is wider than ±50%); ``estimate``, ``estimate_se``, ``estimate_lo``, ``estimate_hi``,
+        ``ratio_corpus``, ``ratio_corpus_se``, ``z_corpus`` and ``verdict_corpus`` (as
+        ``verdict``, for the text set).
     """
     from transformers.utils import logging as hf_logging
 
@@ -286,18 +304,13 @@ def estimate_vs_mc(s: Settings) -> pd.DataFrame:
                 "mc_qp_se": qp.se_bits_per_byte,
                 "mc_sym": sym,
                 "mc_sym_se": sym_se,
-                "kl_per_token": (pq.mean + qp.mean) / 2 / n_len,
                 "estimate_sampled": check["half_var"],
                 "estimate_sampled_se": check["half_var_se"],
                 "ratio": check["ratio"],
                 "ratio_se": check["ratio_se"],
                 "z": z,
                 "agree": bool(abs(z) <= 2.0),
-                "verdict": (
-                    "inconclusive"
-                    if not 2 * check["ratio_se"] <= 0.5
-                    else ("agree" if abs(z) <= 2.0 else "disagree")
-                ),
+                "verdict": mc_verdict(check["ratio_se"], z),
                 "estimate": est,
                 "estimate_se": est_se,
                 "estimate_lo": float(corpus.frame.lo.iloc[k]),
@@ -305,27 +318,31 @@ def estimate_vs_mc(s: Settings) -> pd.DataFrame:
                 "ratio_corpus": ratio_c,
                 "ratio_corpus_se": ratio_c_se,
                 "z_corpus": z_c,
+                "verdict_corpus": mc_verdict(ratio_c_se, z_c),
             }
         )
     return pd.DataFrame(rows)
 
 
-def agreement_threshold(mc: pd.DataFrame) -> float | None:
-    """The per-token KL up to which the estimator agrees with Monte Carlo, or None.
+def agreement_threshold(mc: pd.DataFrame, column: str = "verdict") -> float | None:
+    """The Monte-Carlo KL (bits/byte) up to which the estimator agrees with Monte Carlo, or None.
 
-    Pairs sorted by ``kl_per_token``: the largest value such that every pair at or below it
-    has verdict "agree". None if the closest pair does not agree (no clean threshold).
+    Pairs sorted by ``mc_sym``: the largest value such that every pair at or below it has
+    ``column`` (``verdict``: on the models' samples; ``verdict_corpus``: on the text set)
+    "agree". None if the closest pair does not agree (no clean threshold).
     """
     last = None
-    for row in mc.sort_values("kl_per_token").itertuples():
-        if row.verdict != "agree":
+    for row in mc.sort_values("mc_sym").itertuples():
+        if getattr(row, column) != "agree":
             break
-        last = float(row.kl_per_token)
+        last = float(row.mc_sym)
     return last
 
 
 def se_exponent(study: pd.DataFrame) -> float:
-    """Least-squares slope of log(bootstrap s.e.) on log N in a :func:`kl_vs_n` table (1/√N: −0.5)."""
+    """Least-squares slope of log(bootstrap s.e.) on log N in a :func:`kl_vs_n` table (1/√N: −0.5).
+
+    The fitted exponent is what pages and figures state; −0.5 is only the reference."""
     ok = (study.se > 0) & (study.n > 0)
     if ok.sum() < 2:
         return float("nan")
@@ -467,41 +484,27 @@ def _listing(df: pd.DataFrame, col: str = "ratio") -> str:
 
 
 def mc_report(s: Settings, mc: pd.DataFrame) -> str:
-    """The chapter's reading of the Monte-Carlo table (Markdown, every number from ``mc``)."""
+    """The chapter's reading of the Monte-Carlo table (Markdown, every number from ``mc``).
+
+    The text set first (the estimate every chapter reports), then the models' own samples (the
+    approximation itself), then what the text-set ratio means for every other KL of the book
+    (:func:`corpus_factor_markdown`). KLs in bits/byte throughout.
+    """
     near, mid, far = (mc[mc.kind == k] for k in ("near", "mid", "far"))
     threshold = agreement_threshold(mc)
     over = bool(((mc.ratio_corpus - 1) > 2 * mc.ratio_corpus_se).all())
     from kltools.settings.pretraining import reference_model
 
-    loss = heldout_losses(s, [reference_model(s)])
+    loss = heldout_losses(s, [reference_model(s)]) if _has_heldout(s) else pd.DataFrame()
     final_loss = float(loss.sort_values("step").heldout_loss.iloc[-1]) if len(loss) else None
     text = (
-        f"**Near pairs** (estimator on the models' samples / symmetrised MC, ±2 s.e.): {_listing(near)}; "
-        f"verdicts {', '.join(f'{r.role} **{r.verdict}**' for r in near.itertuples())} "
-        "(an interval wider than ±50% is called inconclusive).\n\n"
-        f"**Mid pair**: {_listing(mid)} ({', '.join(r.verdict for r in mid.itertuples()) or 'none'}); "
-        f"**far pairs**: {_listing(far)} "
-        f"({', '.join(f'{r.role} {r.verdict}' for r in far.itertuples()) or 'none'}). "
-    )
-    if threshold is not None:
-        worst = mc.ratio.idxmax()
-        text += (
-            f"The approximation holds up to a per-token KL of about {threshold:.3f} nats/token here "
-            f"(every pair at or below it agrees) and the ratio departs from 1 beyond it (largest: "
-            f"{mc.ratio.max():.2f} at {mc.kl_per_token[worst]:.3f} nats/token)."
-        )
-    else:
-        text += (
-            "The pair with the smallest per-token KL does not agree, so this run shows no clean "
-            "range where the approximation holds (too few samples, or no pair is near enough)."
-        )
-    text += (
-        f"\n\n**On the fixed text set** the estimate is {_listing(mc, 'ratio_corpus')} times the MC KL. "
-        "The corpus texts are not distributed like the models' samples: for two nearby models the "
+        f"**On the text set every chapter uses**, the estimate is {_listing(mc, 'ratio_corpus')} "
+        "times the symmetrised Monte-Carlo KL (±2 s.e.; verdicts "
+        + ", ".join(f"{r.role} **{r.verdict_corpus}**" for r in mc.itertuples())
+        + "). The corpus texts are not distributed like the models' samples: for two nearby models the "
         r"estimate is $\delta^\top F_D\, \delta/2$, with $F_D$ the covariance of the score over the text distribution D, "
         r"while the KL is $\delta^\top F_p\, \delta/2$ with the model's own Fisher information $F_p$. "
-        "A model that fits D "
-        "poorly has larger gradients on D than on its own samples, so $F_D > F_p$"
+        "A model that fits D poorly has larger gradients on D than on its own samples, so $F_D > F_p$"
     )
     text += (
         f"; the reference run ends at {final_loss:.2f} nats/token on held-out corpus text, far from "
@@ -510,13 +513,80 @@ def mc_report(s: Settings, mc: pd.DataFrame) -> str:
         else ". "
     )
     text += (
-        "Here the corpus estimate overstates the KL for every pair (each ratio above 1 by more than 2 s.e.)"
+        "Here the text-set estimate overstates the KL for every pair (each ratio above 1 by more than 2 s.e.)."
         if over
-        else "Here the corpus ratios are not all above 1 within their errors"
+        else "Here the text-set ratios are not all above 1 within their errors."
     )
-    return text + (
-        f", and the ratio varies ×{mc.ratio_corpus.max() / mc.ratio_corpus.min():.1f} across pairs: "
-        "corpus-text KLs compare pairs on the text set's own terms."
+    text += (
+        f"\n\n**On the models' own samples** (the setting of the second-order argument), near pairs: "
+        f"{_listing(near)}; verdicts {', '.join(f'{r.role} **{r.verdict}**' for r in near.itertuples())} "
+        "(an interval wider than ±50% is called inconclusive). "
+        f"Mid pair: {_listing(mid)} ({', '.join(r.verdict for r in mid.itertuples()) or 'none'}); "
+        f"far pairs: {_listing(far)} "
+        f"({', '.join(f'{r.role} {r.verdict}' for r in far.itertuples()) or 'none'}). "
+    )
+    if threshold is not None:
+        worst = mc.ratio.idxmax()
+        text += (
+            f"On samples the approximation holds up to a Monte-Carlo KL of about {threshold:.3g} "
+            f"bits/byte here (every pair at or below it agrees) and departs from 1 beyond it "
+            f"(largest ratio: {mc.ratio.max():.2f} at {mc.mc_sym[worst]:.3g} bits/byte)."
+        )
+    else:
+        text += (
+            "The pair with the smallest Monte-Carlo KL does not agree on samples, so this run shows "
+            "no clean range where the approximation holds (too few samples, or no pair is near enough)."
+        )
+    return text + "\n\n" + corpus_factor_markdown(mc)
+
+
+def _has_heldout(s: Settings) -> bool:
+    from kltools.sources import can
+
+    return can(s, "heldout_loss")
+
+
+def corpus_factor_markdown(mc: pd.DataFrame) -> str:
+    """What the text-set ratio means for every other KL of the book (Markdown, computed).
+
+    Every chapter reports the estimate on the text set; the Monte-Carlo check says by what
+    factor that estimate differs from the KL of the models' own distributions, pair kind by
+    pair kind.
+    """
+    if not len(mc) or not np.isfinite(mc.ratio_corpus).any():
+        return "No Monte-Carlo ratio was computed on this run: the factor is unknown."
+    by_kind = "; ".join(
+        f"{kind} pairs {g.ratio_corpus.min():.2g}–{g.ratio_corpus.max():.2g}×"
+        if len(g) > 1
+        else f"{kind} pairs {g.ratio_corpus.iloc[0]:.2g}×"
+        for kind, g in mc.groupby("kind", sort=False)
+    )
+    lo, hi = float(mc.ratio_corpus.min()), float(mc.ratio_corpus.max())
+    near = mc[mc.kind == "near"]
+    decided = near[2 * near.ratio_corpus_se <= 0.5] if len(near) else near
+    factor = f"{lo:.2g} to {hi:.2g} times the Monte-Carlo KL ({by_kind})"
+    if not len(decided):
+        head = (
+            "**What this means for the rest of the book.** Every other KL of this book is the "
+            "same estimate on the same text set. On this run no near pair is conclusive, so "
+            f"whether the book's small KLs equal the models' KL is open; the pairs checked give "
+            f"{factor}: "
+        )
+    elif bool((abs(decided.z_corpus) <= 2).all()):
+        head = (
+            "**What this means for the rest of the book.** On this text set the estimate matches "
+            "the KL for the near pairs, so the book's small KLs can be read as KLs; "
+        )
+    else:
+        head = (
+            "**What this means for the rest of the book.** Every other KL of this book is the "
+            "same estimate on the same text set, so it carries this factor: it is the text "
+            f"set's KL, not the models' — here {factor}. "
+        )
+    return head + (
+        f"the factor varies ×{hi / lo:.1f} across the pairs checked, so ratios between settings "
+        "(the orderings) can shift by up to that much, and a published number can only be set "
+        "beside ours on the paper's own text set and models."
     )
 
 
@@ -527,7 +597,7 @@ def n_report(studies: Mapping[str, pd.DataFrame]) -> str:
     return (
         f"For the near pair, going from N = {a.n:.0f} to N = {z.n:.0f} texts moves the estimate from "
         f"{a.kl:.4f} to {z.kl:.4f} bits/byte and its bootstrap s.e. from {a.se:.4f} to {z.se:.4f} "
-        f"(×{z.se / a.se:.2f}; 1/√N predicts ×{(a.n / z.n) ** 0.5:.2f}). The closed-form s.e. at "
-        f"the largest N is {z.se_formula:.4f}; the bootstrap error scales as "
+        f"(×{z.se / a.se:.2f}; 1/√N would give ×{(a.n / z.n) ** 0.5:.2f}). The closed-form s.e. at "
+        f"the largest N is {z.se_formula:.4f}; the fitted bootstrap error scales as "
         f"$N^{{{se_exponent(first):.2f}}}$ ($1/\\sqrt{{N}}$ would be $N^{{-0.50}}$)."
     )

@@ -202,6 +202,10 @@ def test_claim_rows_format_numbers_kinds_sources_and_intervals() -> None:
     assert row["paper"] == "0.00130 bits/byte (median, v1 Fig. 3)"
     assert row["ours"] == "5.04e-06 [4.10e-06, 6.20e-06] bits/byte"
     assert scoreboard.fmt_number(None) == "—" and scoreboard.fmt_number(float("nan")) == "—"
+    ranged = scoreboard.claim_row(
+        _claim("c", "x", "not tested", paper_lo=0.02, paper_hi=0.07, paper_kind="range", units="b")
+    )
+    assert ranged["paper"] == "0.0200–0.0700 b (range)"
     assert scoreboard.fmt_number(63.8575) == "63.9" and scoreboard.fmt_number(1200) == "1,200"
 
 
@@ -246,7 +250,60 @@ def test_scoreboard_renders_with_no_results_at_all(root: Path) -> None:
     assert "No chapter has written results in this build yet." in page
     line = next(x for x in page.splitlines() if x.startswith("*Not executed in this build:*"))
     assert line.count("; ") == len(CHAPTERS) - 1
-    assert "Claims: none yet." in page
+    assert "The paper's claims: none yet. The book's own checks: none yet." in page
+
+
+def test_scoreboard_counts_each_claim_once_and_splits_the_books_checks(root: Path) -> None:
+    """A claim re-tested by a later chapter is shown as a re-test, not counted again; the
+    book's own checks are counted apart from the paper's claims."""
+    folder = root / "build" / "executed"
+    order = dict(title="Later < Seed < Size", population="pooled", statistic="medians")
+    floor = dict(title="floor < 8-bit", origin="book", other=1e-4, other_label="8-bit median")
+    write_results(
+        ChapterResults(
+            "seeds_sizes",
+            "tiny",
+            claims=[_claim("seeds_sizes", "later<seed<size", "holds", **order)],
+        ),
+        folder,
+    )
+    write_results(
+        ChapterResults(
+            "floor", "tiny", claims=[_claim("floor", "floor<8-bit<4-bit", "holds", **floor)]
+        ),
+        folder,
+    )
+    write_results(
+        ChapterResults(
+            "scale",
+            "tiny",
+            claims=[
+                _claim("scale", "later<seed<size", "not reproduced", **order),
+                _claim("scale", "floor<8-bit<4-bit", "not reproduced", **floor),
+            ],
+        ),
+        folder,
+    )
+    rows = scoreboard.scoreboard_rows(scoreboard.load(folder))
+    tested = [r for r in rows if r["verdict"] not in (scoreboard.NOT_EXECUTED,)]
+    assert [(r["chapter"], r["retest_of"]) for r in tested] == [
+        ("seeds_sizes", ""),
+        ("floor", ""),
+        ("scale", "seeds_sizes"),
+        ("scale", "floor"),
+    ]
+    # counted once: 2 claims, both "holds" in their home chapters; the re-tests add nothing
+    assert scoreboard.verdict_counts(rows)["holds"] == 2
+    assert scoreboard.verdict_counts(rows)["not reproduced"] == 0
+    assert scoreboard.verdict_counts(rows, "paper")["holds"] == 1
+    assert scoreboard.verdict_counts(rows, "book")["holds"] == 1
+    floor_row = next(r for r in tested if r["chapter"] == "floor")
+    assert floor_row["ours"].endswith("; 8-bit median 1.00e-04")
+    assert floor_row["paper"] == "— (the chapter gives no published number)"
+    page = scoreboard.write_scoreboard(root / "build", folder).read_text()
+    assert "## The paper's claims" in page and "## The book's own checks" in page
+    assert "## Re-tests (not counted again)" in page
+    assert "The paper's claims: **1** holds. The book's own checks: **1** holds." in page
 
 
 def test_results_command_matches_the_scoreboard(

@@ -249,7 +249,7 @@ def test_finetuning_draws_follow_the_authors_sampling() -> None:
 
 
 def test_scale_gathers_every_setting_in_order() -> None:
-    assert S.ORDER == (
+    assert S.PAPER_SETTINGS == (
         "Later",
         "Early",
         "Seed",
@@ -260,6 +260,7 @@ def test_scale_gathers_every_setting_in_order() -> None:
         "Intra-type",
         "Random",
         "Layer",
-        "Floor",
     )
+    assert S.ORDER == (*S.PAPER_SETTINGS, "Floor", "bf16", "fp16")
+    assert S.GROUPS["numerics"] == ("Floor", "bf16", "fp16")
     assert sum(len(v) for v in S.GROUPS.values()) == len(S.ORDER)

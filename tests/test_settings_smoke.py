@@ -24,6 +24,8 @@ OWN_CHAPTER = {
     "Random": "finetuning",
     "Layer": "layers",
     "Floor": "floor",
+    "bf16": "floor",
+    "fp16": "floor",
 }
 FUNCTION = {
     "Later": S.later,
@@ -37,6 +39,8 @@ FUNCTION = {
     "Random": S.random_pairs,
     "Layer": S.layer,
     "Floor": S.floor,
+    "bf16": S.bf16,
+    "fp16": S.fp16,
 }
 
 

@@ -119,10 +119,13 @@ def test_variance_se_and_agreement_threshold() -> None:
     assert variance_se(d) == pytest.approx(np.sqrt(2 / 4000) / 2, rel=0.1)
     mc = pd.DataFrame(
         {
-            "kl_per_token": [0.3, 0.01, 0.02, 0.07],
+            "mc_sym": [0.3, 0.01, 0.02, 0.07],
             "verdict": ["disagree", "agree", "agree", "disagree"],
         }
     )
     assert agreement_threshold(mc) == 0.02
     mc.loc[1, "verdict"] = "inconclusive"
     assert agreement_threshold(mc) is None
+    # on the text set: its own verdict column
+    mc["verdict_corpus"] = ["disagree", "agree", "disagree", "disagree"]
+    assert agreement_threshold(mc, "verdict_corpus") == 0.01

@@ -5,10 +5,16 @@ Every executed chapter writes ``build/executed/<chapter>.results.json`` (see
 
 - the output of ``kltools book results [--profile P] [--format text|json|csv]``;
 - the book's *reproduction report* page (``build/scoreboard.md``, generated at render time):
-  one row per claim with the paper's number (its kind and source), ours with its interval,
-  the verdict and a link to the chapter; a chapter without results is listed as
-  "not executed";
+  one row per claim — the population it is decided on, the statistic, ours with its
+  interval, the paper's number with its kind (or why there is none), the verdict and a link
+  to the chapter — the paper's claims and the book's own checks in two tables; a chapter
+  without results is listed as "not executed";
 - each chapter's own rows of it, appended to the chapter's page by the build.
+
+**Each claim is counted once.** A claim is identified by its ``claim`` identifier; its
+*home* is the first chapter (in book order) that tests it. A later chapter that tests the
+same claim again (the scale chapter re-tests the orderings of chapters 3, 4, 6 and 7) gives a
+*re-test* row (``retest_of`` names the home chapter): shown, never counted again.
 
 All three format a claim with :func:`claim_row`, so they cannot disagree.
 """
@@ -27,7 +33,18 @@ from kltools.book.layout import CHAPTERS, executed_dir, notebooks_dir
 from kltools.results import ChapterResults, collect_results, records, results_path
 
 #: the columns of a claim row, in the order of the page and of the CSV
-CLAIM_COLUMNS: tuple[str, ...] = ("chapter", "claim", "paper", "ours", "verdict", "reason")
+CLAIM_COLUMNS: tuple[str, ...] = (
+    "chapter",
+    "claim",
+    "origin",
+    "population",
+    "statistic",
+    "ours",
+    "paper",
+    "verdict",
+    "reason",
+    "retest_of",
+)
 
 #: the page's title, and the file the render writes (relative to the build folder)
 PAGE_TITLE = "Reproduction report: the paper's claims, one by one"
@@ -61,25 +78,41 @@ def _with_units(text: str, units: Any) -> str:
 
 
 def claim_row(rec: Mapping[str, Any]) -> dict[str, str]:
-    """One claim record as the strings every view shows (see :data:`CLAIM_COLUMNS`)."""
+    """One claim record as the strings every view shows (see :data:`CLAIM_COLUMNS`).
+
+    ``paper`` is the published number (or range, ``paper_lo``–``paper_hi``) with its kind and
+    source, or "—" followed by why there is none (``paper_kind``); ``ours`` carries its interval and, where the claim has
+    one, the second number it is compared with (``other_label`` ``other``).
+    """
     units = rec.get("units") or ""
     paper = _with_units(fmt_number(rec.get("paper")), units)
+    if rec.get("paper") is None and rec.get("paper_lo") is not None:
+        span = f"{fmt_number(rec['paper_lo'])}–{fmt_number(rec.get('paper_hi'))}"
+        paper = _with_units(span, units)
     details = [str(rec[k]) for k in ("paper_kind", "paper_source") if rec.get(k)]
     if details and paper != "—":
         paper = f"{paper} ({', '.join(details)})"
     elif details:
         paper = f"— ({', '.join(details)})"
+    else:
+        paper = "— (the chapter gives no published number)"
     ours = fmt_number(rec.get("ours"))
     if rec.get("ours_lo") is not None and rec.get("ours_hi") is not None and ours != "—":
         ours = f"{ours} [{fmt_number(rec['ours_lo'])}, {fmt_number(rec['ours_hi'])}]"
     ours = _with_units(ours, units)
+    if rec.get("other") is not None:
+        ours = f"{ours}; {rec.get('other_label') or 'beside'} {fmt_number(rec['other'])}"
     return {
         "chapter": str(rec["chapter"]),
         "claim": str(rec.get("title") or rec["claim"]),
-        "paper": paper,
+        "origin": str(rec.get("origin") or "paper"),
+        "population": str(rec.get("population") or "—"),
+        "statistic": str(rec.get("statistic") or "—"),
         "ours": ours,
+        "paper": paper,
         "verdict": str(rec["verdict"]),
         "reason": " ".join(str(rec.get("reason") or "").split()),
+        "retest_of": "",
     }
 
 
@@ -100,11 +133,14 @@ def scoreboard_rows(
 ) -> list[dict[str, str]]:
     """The scoreboard: every claim of every chapter with results, in book order.
 
-    A chapter without a results file yields one row: verdict ``no results`` if it is among
+    A claim tested again by a later chapter (same ``claim`` identifier) is a re-test: its row
+    has ``retest_of`` = the home chapter and is not counted by :func:`verdict_counts`. A
+    chapter without a results file yields one row: verdict ``no results`` if it is among
     ``executed`` (it ran but wrote none), else ``not executed``.
     """
     by_chapter = {r.chapter: r for r in results}
     ran = set(executed)
+    home: dict[str, str] = {}
     rows: list[dict[str, str]] = []
     for name in [*CHAPTERS, *sorted(set(by_chapter) - set(CHAPTERS))]:
         res = by_chapter.get(name)
@@ -117,16 +153,22 @@ def scoreboard_rows(
             )
             rows.append(
                 {
+                    **dict.fromkeys(CLAIM_COLUMNS, "—"),
                     "chapter": name,
-                    "claim": "—",
-                    "paper": "—",
-                    "ours": "—",
                     "verdict": verdict,
                     "reason": reason,
+                    "retest_of": "",
                 }
             )
             continue
-        rows.extend(claim_row(rec) for rec in res.claims)
+        for rec in res.claims:
+            row = claim_row(rec)
+            key = str(rec["claim"])
+            if key in home and home[key] != name:
+                row["retest_of"] = home[key]
+            else:
+                home.setdefault(key, name)
+            rows.append(row)
     return rows
 
 
@@ -136,11 +178,16 @@ def executed_chapters(directory: str | Path | None = None) -> list[str]:
     return [name for name, stem in CHAPTERS.items() if (folder / f"{stem}.ipynb").is_file()]
 
 
-def verdict_counts(rows: Sequence[Mapping[str, str]]) -> dict[str, int]:
-    """How many rows have each verdict, in a fixed order."""
+def verdict_counts(rows: Sequence[Mapping[str, str]], origin: str | None = None) -> dict[str, int]:
+    """How many claims have each verdict, in a fixed order: each claim once (re-tests are not
+    counted); of one ``origin`` (``"paper"`` or ``"book"``) if given."""
     order = ["holds", "not reproduced", "not tested", NO_RESULTS, NOT_EXECUTED]
     counts = {v: 0 for v in order}
     for row in rows:
+        if row.get("retest_of"):
+            continue
+        if origin is not None and row["verdict"] in order[:3] and row.get("origin") != origin:
+            continue
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
     return counts
 
@@ -220,10 +267,13 @@ def format_results(
     if kind in ("all", "claims", "scoreboard"):
         rows = scoreboard_rows(results, executed)
         counts = verdict_counts(rows)
-        lines.append("claims: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+        lines.append(
+            "claims (each counted once): " + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        )
         for row in rows:
+            again = f" (re-test of {row['retest_of']})" if row.get("retest_of") else ""
             lines.append(
-                f"  {row['chapter']:<13} {row['verdict']:<15} {row['claim']}: "
+                f"  {row['chapter']:<13} {row['verdict']:<15} {row['claim']}{again}: "
                 f"paper {row['paper']}; ours {row['ours']}"
             )
     if kind in ("summaries", "deviations"):
@@ -298,50 +348,96 @@ def _reasons(rows: Sequence[Mapping[str, str]], with_chapter: bool) -> list[str]
     return out
 
 
+#: the columns of a claims table on a page: (key, header)
+_PAGE_COLUMNS: list[tuple[str, str]] = [
+    ("chapter_shown", "Chapter"),
+    ("claim", "Claim"),
+    ("population", "Population"),
+    ("statistic", "Statistic"),
+    ("ours", "This book [interval]"),
+    ("paper", "Paper (kind)"),
+    ("verdict", "Verdict"),
+]
+
+
+def _summary(counts: Mapping[str, int]) -> str:
+    tested = {
+        v: n for v, n in counts.items() if n and v in ("holds", "not reproduced", "not tested")
+    }
+    return ", ".join(f"**{n}** {v}" for v, n in tested.items()) or "none yet"
+
+
 def scoreboard_page(
     results: Sequence[ChapterResults], executed_rel: str, ran: Iterable[str] = ()
 ) -> str:
     """The Markdown of the reproduction report page (links relative to the page's folder).
 
-    One table row per claim (chapter, claim, paper, ours, verdict), the chapters' reasons
-    below it, and the chapters without results named in one sentence each.
+    The paper's claims and the book's own checks in two tables (one row per claim, counted
+    once), the re-tests of later chapters in a third (not counted), the chapters' reasons
+    below them, and the chapters without results named in one sentence each.
     """
     ran = set(ran)
     rows = scoreboard_rows(results, ran)
     executed = {r.chapter for r in results} | ran
-    counts = verdict_counts(rows)
     profiles = sorted({r.profile for r in results}) or ["—"]
-    claims, missing = [], {NO_RESULTS: [], NOT_EXECUTED: []}
+    shown: list[dict[str, str]] = []
+    missing: dict[str, list[str]] = {NO_RESULTS: [], NOT_EXECUTED: []}
     for row in rows:
         title = chapter_title(row["chapter"])
-        shown = (
+        link = (
             chapter_link(row["chapter"], title, executed_rel)
             if row["chapter"] in executed
             else title
         )
         if row["verdict"] in missing:
-            missing[row["verdict"]].append(shown)
+            missing[row["verdict"]].append(link)
             continue
-        claims.append(
+        home = row.get("retest_of", "")
+        shown.append(
             {
                 **row,
-                "chapter_shown": shown,
+                "chapter_shown": link,
+                "home_shown": chapter_title(home) if home else "",
                 "verdict": _VERDICT_MARK.get(row["verdict"], row["verdict"]),
             }
         )
-    columns = [
-        ("chapter_shown", "Chapter"),
-        ("claim", "Claim of the paper"),
-        ("paper", "Paper"),
-        ("ours", "This book [interval]"),
-        ("verdict", "Verdict"),
-    ]
-    tested = {v: n for v, n in counts.items() if n and v not in missing}
-    summary = ", ".join(f"**{n}** {v}" for v, n in tested.items()) or "none yet"
+    first = [r for r in shown if not r["retest_of"]]
+    paper_rows = [r for r in first if r["origin"] != "book"]
+    book_rows = [r for r in first if r["origin"] == "book"]
+    retests = [r for r in shown if r["retest_of"]]
     body: list[str] = []
-    if claims:
-        body += [markdown_table(claims, columns), "", "**Why each verdict.**", ""]
-        body += _reasons(claims, with_chapter=True)
+    if shown:
+        if paper_rows:
+            body += ["## The paper's claims", "", markdown_table(paper_rows, _PAGE_COLUMNS), ""]
+        if book_rows:
+            body += [
+                "## The book's own checks",
+                "",
+                "Not claims of the paper: checks this book adds (counted apart).",
+                "",
+                markdown_table(book_rows, _PAGE_COLUMNS),
+                "",
+            ]
+        if retests:
+            body += [
+                "## Re-tests (not counted again)",
+                "",
+                "A later chapter that tests a claim again, on the same pairs, shows it on its own "
+                "page; here it is listed once more, beside the chapter the claim belongs to.",
+                "",
+                markdown_table(
+                    retests,
+                    [
+                        ("chapter_shown", "Re-tested in"),
+                        ("claim", "Claim"),
+                        ("home_shown", "Counted in"),
+                        ("verdict", "Verdict"),
+                    ],
+                ),
+                "",
+            ]
+        body += ["**Why each verdict.**", ""]
+        body += _reasons(first, with_chapter=True)
     else:
         body += ["No chapter has written results in this build yet."]
     notes = {
@@ -355,19 +451,22 @@ def scoreboard_page(
         [
             f"# {PAGE_TITLE}",
             "",
-            "Every claim of the paper that a chapter tests, with the paper's number (and what kind of",
-            "number it is: a single pair, a median, a mean, and where the paper gives it), this",
-            "book's number with its bootstrap interval over texts, and the verdict the chapter",
-            "reached. The page is generated when the book is rendered, from the results each",
-            "chapter wrote (`kltools book results` prints the same rows), so it cannot disagree",
-            "with the chapters.",
+            "Every claim that a chapter tests, counted once: the population of pairs it is decided",
+            "on, the statistic, this book's number with its bootstrap interval over texts, the",
+            "paper's number with what kind of number it is (a single pair, a mean, a median, a",
+            "range; compared only like with like, and when there is none, why), and the verdict the",
+            "chapter reached. The page is generated when the book is rendered, from the results",
+            "each chapter wrote (`kltools book results` prints the same rows), so it cannot",
+            "disagree with the chapters.",
             "",
-            f"Profile: **{', '.join(profiles)}**. Claims: {summary}.",
+            f"Profile: **{', '.join(profiles)}**. The paper's claims: "
+            f"{_summary(verdict_counts(rows, 'paper'))}. The book's own checks: "
+            f"{_summary(verdict_counts(rows, 'book'))}.",
             "",
             "Verdicts: *holds* — our numbers support the claim; *not reproduced* — they do not;",
             "*not tested* — this profile cannot test it (the reason says why). Numbers from the",
-            "`tiny` and `smoke` profiles answer the paper's questions for much smaller models;",
-            "only the `pythia` profile measures the published magnitudes.",
+            "`tiny` and `smoke` profiles answer the paper's questions for much smaller models, so",
+            "claims about the published magnitudes are *not tested* there.",
             "",
             *body,
             "",
@@ -386,12 +485,9 @@ def chapter_claims_markdown(results: ChapterResults) -> str:
     rows = [claim_row(rec) for rec in results.claims]
     for row in rows:
         row["verdict"] = _VERDICT_MARK.get(row["verdict"], row["verdict"])
-    columns = [
-        ("claim", "Claim of the paper"),
-        ("paper", "Paper"),
-        ("ours", "This book [interval]"),
-        ("verdict", "Verdict"),
-    ]
+        if row["origin"] == "book":
+            row["claim"] = f"{row['claim']} (the book's check)"
+    columns = [c for c in _PAGE_COLUMNS if c[0] != "chapter_shown"]
     return "\n".join(
         [
             "## This chapter on the scoreboard",

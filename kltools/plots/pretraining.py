@@ -76,8 +76,9 @@ def plot_centring(L: np.ndarray, Q: np.ndarray, row_labels: Sequence[str]) -> pl
 def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
     """Both estimates against symmetrised Monte-Carlo KL, and their ratios, with ±2 s.e. bars.
 
-    Filled markers: the estimator on the models' own samples (the validation); open markers:
-    the estimator on the fixed text set (the corpus).
+    Open markers: the estimator on the fixed text set (what every chapter uses); filled
+    markers: the estimator on the models' own samples. Both panels have the Monte-Carlo KL in
+    bits/byte on the x axis (one unit system: KLs in bits/byte, ratios without unit).
     """
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4.8), layout="constrained")
     colors = colors_for(["near", "mid", "far"])
@@ -123,8 +124,9 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
             ("ratio_corpus", "ratio_corpus_se", "on the text set", "s", "none"),
         ):
             ax2.errorbar(
-                part.kl_per_token,
+                part.mc_sym,
                 part[col],
+                xerr=2 * part.mc_sym_se,
                 yerr=2 * part[se],
                 fmt=marker,
                 fillstyle=fill,
@@ -138,7 +140,7 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
     finish(
         ax2,
-        "Monte-Carlo KL per token [nats/token]",
+        r"Monte-Carlo KL, $(\mathrm{KL}(p\|q) + \mathrm{KL}(q\|p))/2$ [bits/byte]",
         "estimate / Monte-Carlo KL",
         "where Var/2 ≈ KL holds (±2 s.e.)",
     )
@@ -146,7 +148,13 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
 
 
 def plot_kl_vs_n(df: pd.DataFrame, label: str) -> plt.Figure:
-    """The estimate and its bootstrap error against the number of texts N."""
+    """The estimate and its bootstrap error against the number of texts N.
+
+    The error panel's title states the fitted exponent
+    (:func:`kltools.validation.se_exponent`); the dotted 1/√N line is only a reference.
+    """
+    from kltools.validation import se_exponent
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     ax1.plot(df.n, df.kl, "o-", label="estimate")
     ax1.fill_between(df.n, df.lo, df.hi, alpha=0.25, label="95% bootstrap interval")
@@ -158,7 +166,12 @@ def plot_kl_vs_n(df: pd.DataFrame, label: str) -> plt.Figure:
     guide = df.se.iloc[-1] * np.sqrt(df.n.iloc[-1] / df.n)
     ax2.loglog(df.n, guide, color="grey", lw=1, ls=":", label=r"$\propto 1/\sqrt{N}$")
     ax2.legend()
-    finish(ax2, "number of texts N", "standard error [bits/byte]", "error shrinks like 1/√N")
+    finish(
+        ax2,
+        "number of texts N",
+        "standard error [bits/byte]",
+        rf"fitted: error $\propto N^{{{se_exponent(df):.2f}}}$",
+    )
     return fig
 
 

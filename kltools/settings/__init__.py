@@ -9,11 +9,13 @@ Seed, Size     :func:`seed`, :func:`size`                         :mod:`.pretrai
 FT, Intra-type, Random  :func:`ft`, :func:`intra_type`, :func:`random_pairs`  :mod:`.finetuning`
 Layer          :func:`layer`                                      :mod:`.layers`
 Floor          :func:`floor`                                      :mod:`.numerics`
+bf16, fp16     :func:`bf16`, :func:`fp16`                         :mod:`.numerics`
 =============  =================================================  ===========================
 
 Every function takes the chapter's :class:`~kltools.config.Settings`; the chapter of a setting
 and the scale chapter call the same function, so a setting's values are the same wherever
-they appear. :func:`scale` gathers them all, in the order of Fig. 3.
+they appear. :func:`scale` gathers them all: the paper's ten settings in the order of Fig. 3
+(:data:`PAPER_SETTINGS`), then the book's own (the Floor, and the dtype changes bf16 and fp16).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from kltools.settings.finetuning import ft, intra_type, random_pairs
 from kltools.settings.layers import layer
-from kltools.settings.numerics import floor
+from kltools.settings.numerics import bf16, floor, fp16
 from kltools.settings.pretraining import early, later, seed, size
 from kltools.settings.quantization import eight_bit, four_bit
 
@@ -32,12 +34,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUPS",
-    "clear_caches",
     "ORDER",
+    "PAPER_SETTINGS",
+    "bf16",
+    "clear_caches",
     "early",
     "eight_bit",
     "floor",
     "four_bit",
+    "fp16",
     "ft",
     "intra_type",
     "later",
@@ -49,8 +54,8 @@ __all__ = [
     "size",
 ]
 
-#: the settings of Fig. 3 in the paper's order (Floor: the book's own addition)
-ORDER: tuple[str, ...] = (
+#: the paper's ten settings of Fig. 3, in the paper's order
+PAPER_SETTINGS: tuple[str, ...] = (
     "Later",
     "Early",
     "Seed",
@@ -61,15 +66,17 @@ ORDER: tuple[str, ...] = (
     "Intra-type",
     "Random",
     "Layer",
-    "Floor",
 )
+#: every setting of the scale: the paper's ten, then the book's own (the pipeline's floor, and
+#: the dtype changes fp32 vs bf16 and fp32 vs fp16, perturbations placed beside 8-bit)
+ORDER: tuple[str, ...] = (*PAPER_SETTINGS, "Floor", "bf16", "fp16")
 #: the panels of Fig. 3
 GROUPS: dict[str, tuple[str, ...]] = {
     "pretraining": ("Later", "Early", "Seed", "Size"),
     "quantization": ("8-bit", "4-bit"),
     "fine-tuning": ("FT", "Intra-type", "Random"),
     "layers": ("Layer",),
-    "numerics": ("Floor",),
+    "numerics": ("Floor", "bf16", "fp16"),
 }
 
 _FUNCTIONS = {
@@ -84,11 +91,13 @@ _FUNCTIONS = {
     "Random": random_pairs,
     "Layer": layer,
     "Floor": floor,
+    "bf16": bf16,
+    "fp16": fp16,
 }
 
 
 def scale(s: Settings) -> PairSet:
-    """Every setting of Fig. 3 (and the Floor), by the same functions as their chapters."""
+    """Every setting of :data:`ORDER`, by the same functions as their chapters."""
     from kltools.pairs import concat
 
     return concat([_FUNCTIONS[name](s) for name in ORDER])
