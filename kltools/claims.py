@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from kltools.kl import interval
 from kltools.pairs import PairSet, summarise
 
 if TYPE_CHECKING:
@@ -207,10 +208,11 @@ def _ratio(first: PairSet, last: PairSet, a: str, b: str) -> dict[str, Any]:
     paper's (:func:`_paper_ratio`)."""
     reps = np.median(last.reps, axis=1) / np.median(first.reps, axis=1)
     low = float(np.median(first.frame.kl))
+    lo, hi = interval(reps)
     return {
         "ours": float(np.median(last.frame.kl)) / low if low > 0 else None,
-        "ours_lo": float(np.quantile(reps, 0.025)),
-        "ours_hi": float(np.quantile(reps, 0.975)),
+        "ours_lo": float(lo),
+        "ours_hi": float(hi),
         "units": f"ratio of medians {b}/{a}",
         **_paper_ratio(a, b),
     }
@@ -245,7 +247,7 @@ def seed_size_rows(seed: PairSet, size: PairSet, reference: str) -> pd.DataFrame
     mine = (f.a.map(_base_of) == reference) | (f.b.map(_base_of) == reference)
     seed_reps = seed.reps.mean(axis=1)
     s_mean = float(seed.frame.kl.mean())
-    s_lo, s_hi = (float(np.quantile(seed_reps, q)) for q in (0.025, 0.975))
+    s_lo, s_hi = (float(v) for v in interval(seed_reps))
     rows = []
     for i in np.flatnonzero(mine.to_numpy()):
         r = f.iloc[i]
@@ -581,8 +583,8 @@ def early_late_rates(cons: PairSet, after_step: int = 0) -> pd.DataFrame:
                 "early": early,
                 "late": late,
                 "ratio": early / late,
-                "lo": float(np.quantile(reps, 0.025)),
-                "hi": float(np.quantile(reps, 0.975)),
+                "lo": float(interval(reps)[0]),
+                "hi": float(interval(reps)[1]),
             }
         )
     return pd.DataFrame(rows, columns=cols)
