@@ -145,8 +145,8 @@ def smallest_font_pt(fig: Any) -> float:
 
 
 def _frames(data: Any) -> dict[str, Any]:
-    """``data`` as named pandas DataFrames (a DataFrame, Series, xarray object or a dict of
-    them); the key ``""`` is the figure's own CSV."""
+    """``data`` as named pandas DataFrames (a DataFrame, Series, xarray object, 2-D array, or
+    a dict of them, None values skipped); the key ``""`` is the figure's own CSV."""
     import pandas as pd
 
     if data is None:
@@ -154,6 +154,8 @@ def _frames(data: Any) -> dict[str, Any]:
     items = data.items() if isinstance(data, Mapping) else [("", data)]
     out = {}
     for key, obj in items:
+        if obj is None:
+            continue
         if not re.fullmatch(r"[A-Za-z0-9_-]*", str(key)):
             raise KLToolsError(f"figure data name {key!r}: use letters, digits, '_', '-' only")
         if type(obj).__module__.startswith("xarray"):
@@ -163,6 +165,8 @@ def _frames(data: Any) -> dict[str, Any]:
                 obj = obj.to_dataframe(name=obj.name or "value")
             else:
                 obj = obj.to_dataframe()
+        if type(obj).__module__ == "numpy":
+            obj = pd.DataFrame(obj)
         if isinstance(obj, pd.Series):
             obj = obj.to_frame()
         if not isinstance(obj, pd.DataFrame):

@@ -345,11 +345,20 @@ def fig5_starts(s: Settings, steps: Sequence[int]) -> tuple[int, int, int]:
     return out[0], out[1], out[2]
 
 
-def shown_exponents(s: Settings, c: xr.Dataset) -> xr.Dataset:
-    """The start steps of an exponent table that Fig. 5 shows (:func:`fig5_starts`)."""
-    first, last, _ = fig5_starts(s, c["step"].values)
-    steps = c["step"].values
-    return c.sel(step=steps[(steps >= first) & (steps <= last)])
+def shown_exponents(
+    s: Settings, c_l: xr.Dataset, c_w: xr.Dataset | None = None
+) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """The start steps of the exponent tables (log-likelihood space, weight space or None)
+    that Fig. 5 shows: from the first to the last of :func:`fig5_starts`."""
+    first, last, _ = fig5_starts(s, c_l["step"].values)
+
+    def window(c: xr.Dataset | None) -> xr.Dataset | None:
+        if c is None:
+            return None
+        steps = c["step"].values
+        return c.sel(step=steps[(steps >= first) & (steps <= last)])
+
+    return window(c_l), window(c_w)
 
 
 def distance_start(s: Settings, c: xr.Dataset) -> int:
