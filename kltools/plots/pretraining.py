@@ -349,7 +349,9 @@ def shown_exponents(
     s: Settings, c_l: xr.Dataset, c_w: xr.Dataset | None = None
 ) -> tuple[xr.Dataset, xr.Dataset | None]:
     """The start steps of the exponent tables (log-likelihood space, weight space or None)
-    that Fig. 5 shows: from the first to the last of :func:`fig5_starts`."""
+    that Fig. 5 shows: from the first to the last of :func:`fig5_starts`. An exponent table
+    (:func:`kltools.settings.diffusion.exponents`) holds every checkpoint from its first start
+    to the run's last (NaN where a window is incomplete), so its last step is the run's."""
     first, last, _ = fig5_starts(s, c_l["step"].values)
 
     def window(c: xr.Dataset | None) -> xr.Dataset | None:

@@ -42,6 +42,7 @@ __all__ = [
     "plot_quant_kl",
     "plot_quant_map",
     "plot_scale",
+    "paper_settings",
     "scale_axis",
     "scale_caption",
     "scale_figure",
@@ -633,6 +634,14 @@ def _sections(ax, order, group_of, gcolors) -> None:
         )
 
 
+def paper_settings() -> tuple[str, ...]:
+    """The paper's ten settings of Fig. 3, in its order (:data:`kltools.settings.PAPER_SETTINGS`;
+    until that constant exists, the first ten of :data:`kltools.settings.ORDER`)."""
+    from kltools import settings as S
+
+    return tuple(getattr(S, "PAPER_SETTINGS", S.ORDER[:10]))
+
+
 def scale_axis(s: Settings) -> str:
     """Fig. 3's axis for a profile: the paper's symlog where its source holds the paper's
     models (``published_magnitudes``), else log (a small suite's KLs span many decades)."""
@@ -643,13 +652,17 @@ def scale_axis(s: Settings) -> str:
 
 def scale_figure(s: Settings, pairs: PairSet) -> plt.Figure:
     """Fig. 3 of a chapter: :func:`plot_scale` of ``pairs`` with the paper's ten settings,
-    the book's own numerics below, the published numbers and the profile's axis."""
+    the book's own numerics below and the profile's axis (:func:`scale_axis`); the published
+    numbers are marked only for the paper's models (small suites compare orders, not
+    magnitudes)."""
     from kltools import paper
     from kltools import settings as S
 
-    order = getattr(S, "PAPER_SETTINGS", S.ORDER[:10])
+    order = paper_settings()
     own = S.GROUPS.get("numerics", ())
-    return plot_scale(pairs.frame, order, S.GROUPS, paper.FOR_SETTING, axis=scale_axis(s), own=own)
+    axis = scale_axis(s)
+    published = paper.FOR_SETTING if axis == "symlog" else None
+    return plot_scale(pairs.frame, order, S.GROUPS, published, axis=axis, own=own)
 
 
 def scale_caption(s: Settings) -> str:
@@ -665,8 +678,10 @@ def scale_caption(s: Settings) -> str:
     )
     if scale_axis(s) == "symlog":
         return common + (
-            " The axis is the paper's: linear below 0.1 bits/byte, logarithmic above, values "
-            "above 50 drawn at 50."
+            " Published numbers are marked beside their setting: a filled diamond is a median "
+            "over pairs, a square a mean, an open circle a single pair of the paper's first "
+            "arXiv version (not a distribution). The axis is the paper's: linear below 0.1 "
+            "bits/byte, logarithmic above, values above 50 drawn at 50."
         )
     return common + (
         " The axis is logarithmic, not the paper's symlog: this profile's small models give "
