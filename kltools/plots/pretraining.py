@@ -374,6 +374,12 @@ def distance_start(s: Settings, c: xr.Dataset) -> int:
     return int(steps[np.argmin(np.abs(steps - start))])
 
 
+def _fitted_range(c: xr.Dataset) -> str:
+    """``"first to last"`` start step with a fitted exponent (finite c) in any run."""
+    steps = c["step"].values[np.isfinite(c.c).any("model").values]
+    return f"{int(steps.min())} to {int(steps.max())}" if steps.size else "none fitted"
+
+
 def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, str]) -> plt.Figure:
     """Local exponents c against start step, per run, in both spaces; c = 1 marked."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -404,7 +410,7 @@ def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, st
     fig.legend(loc="outside right center")
     finish(
         ax,
-        f"start step t ({int(c_l['step'].min())} to {int(c_l['step'].max())})",
+        f"start step t ({_fitted_range(c_l)})",
         "local exponent c (fit over the window)",
         "log-likelihood (solid) vs weights (dashed)",
     )

@@ -607,6 +607,8 @@ def plot_scale(
         low2 = _set_axis(ax2, "log", list(low_data.kl))
         edge2 = _panel(ax2, low_data, lower, palette, "log", None, low2)
         ax2.set_xticklabels([f"{s}\n({edge2[s]}× 0)" if edge2.get(s) else s for s in lower])
+        pad = max(len(main) - len(lower), 0) / 2  # violins as wide as the main panel's
+        ax2.set_xlim(-0.6 - pad, len(lower) - 0.4 + pad)
         ax2.set_title(SECTIONS["numerics"] + " (log scale)", fontsize=MIN_FONT_PT + 1)
         finish(ax2, None, KL_LABEL, None)
     fig.suptitle("The KL scale across settings", fontweight="bold")
