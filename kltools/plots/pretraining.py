@@ -285,6 +285,7 @@ def plot_early_later(sets: pd.DataFrame) -> plt.Figure:
         x="setting",
         y="kl",
         hue="model",
+        palette=colors_for(list(dict.fromkeys(sets.model))),
         order=["Early", "Later"],
         ax=ax,
         dodge=False,
@@ -421,8 +422,9 @@ def plot_heldout_loss(loss: pd.DataFrame) -> plt.Figure:
     """Held-out loss (nats/token) per checkpoint and run (log x); a note when there is none."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     part = loss[loss.step > 0]
+    colors = colors_for(list(dict.fromkeys(part.model)))
     for m, g in part.groupby("model", sort=False):
-        ax.plot(g.step, g.heldout_loss, "o-", ms=3, label=m)
+        ax.plot(g.step, g.heldout_loss, "o-", ms=3, color=colors[m], label=m)
     if len(part):
         ax.set_xscale("log")
         ax.legend(fontsize=MIN_FONT_PT)
