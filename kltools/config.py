@@ -50,11 +50,13 @@ class Settings:
     n_grid: tuple[int, ...] = (25, 50, 100, 200, 300)
     # chapter 2 (maps)
     tsne_perplexity: float = 30.0
+    ft_tsne_perplexity: float = 20.0
     segment_width: float = 6.0
     # chapter 5 (diffusion)
     window: int = 10
     min_start: int = 0
     n_starts: int = 3
+    fig5_fractions: tuple[float, ...] = (8 / 143, 135 / 143, 120 / 143)
     weight_space: bool = True
     weight_models: tuple[str, ...] = ()
     # part II

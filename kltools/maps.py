@@ -158,15 +158,40 @@ def layer_points(datasets: Sequence[xr.Dataset]) -> xr.DataArray:
 
 
 def model_map(
-    loglik: xr.DataArray, s: Settings, dim: str = "point", method: str = "pca"
+    loglik: xr.DataArray,
+    s: Settings,
+    dim: str = "point",
+    method: str = "pca",
+    *,
+    perplexity: float | None = None,
 ) -> pd.DataFrame:
-    """Fig. 2 maps: PCA or t-SNE (the paper's perplexity ``s.tsne_perplexity``) of ``loglik``'s
-    rows along ``dim`` (use :func:`flat_points` / :func:`layer_points` to make one)."""
+    """Fig. 2 maps: PCA or t-SNE of ``loglik``'s rows along ``dim`` (use :func:`flat_points` /
+    :func:`layer_points` to make one). t-SNE's perplexity: ``perplexity``, else
+    ``s.tsne_perplexity`` (the paper's fine-tuning map uses ``s.ft_tsne_perplexity``, 20)."""
     from kltools.kl import map_coordinates
 
-    return project_2d(
-        map_coordinates(loglik, dim=dim), dim, method, perplexity=s.tsne_perplexity, seed=s.seed
-    )
+    perp = s.tsne_perplexity if perplexity is None else perplexity
+    return project_2d(map_coordinates(loglik, dim=dim), dim, method, perplexity=perp, seed=s.seed)
+
+
+def quant_map_points(
+    loglik: xr.DataArray, variants: Sequence[str] | None = ("8-bit",)
+) -> xr.DataArray:
+    """The quantization store's vectors (``(model, variant, text)``) as map points: every base
+    model (variant ``full``) and its copies of ``variants``.
+
+    ``variants`` are Fig. 3 setting names (``"8-bit"``: LLM.int8(), as the paper's Fig. 2a,
+    which shows the originals and their 8-bit copies only) or scheme names; None keeps every
+    copy.
+    """
+    from kltools.settings.quantization import PAPER_SCHEMES
+
+    pts = flat_points(loglik, ("model", "variant"))
+    if variants is None:
+        return pts
+    schemes = {k for k, v in PAPER_SCHEMES.items() if v in variants} | set(variants)
+    keep = np.flatnonzero(np.isin(pts["variant"].values, ["full", *schemes]))
+    return pts.isel(point=keep).assign_coords(point=np.arange(keep.size))
 
 
 def travel_report(s: Settings) -> str:

@@ -32,8 +32,7 @@ from kltools.results import ChapterResults, write_results
 
 fig, ax = plt.subplots(figsize=(4, 3))
 ax.plot([0, 1], [0, seed])
-save_figure(fig, "line")
-plt.show()
+_ = save_figure(fig, "line", caption="A line.", alt="A line rising from left to right.")
 _ = write_results(ChapterResults(
     chapter="method", profile="smoke",
     claims=[{"chapter": "method", "claim": "a<b", "verdict": "holds", "reason": "0.1 < 0.2",
@@ -116,6 +115,9 @@ def test_every_page_in_chromium(rendered: Path) -> None:
     )
     method = by_page["build/executed/01_method.html"]
     assert method.images and not method.broken_images
+    assert not method.small_text and not method.uncaptioned and not method.broken_headers
+    assert "Figure 1.1</strong> — A line." in chapter and 'alt="A line rising' in chapter
+    assert (root / "build" / "figures" / "method" / "line.json").is_file()
     assert all(r.height < browser.MAX_HEIGHT for r in reports)
     # the only problem: the 40-column table overflows its column
     assert problems and all("02_trajectories.html: table" in p for p in problems), problems
@@ -137,3 +139,64 @@ def test_a_broken_image_and_a_tall_page_fail(tmp_path: Path) -> None:
     assert reports[0].broken_images == ["missing.png"]
     assert any("image did not load (missing.png)" in p for p in problems)
     assert any("px tall at 1280 px (limit 15000)" in p for p in problems)
+
+
+def _png(path: Path, width: int) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (width, width // 2), "white").save(path)
+
+
+def test_small_figure_text_uncaptioned_figures_and_broken_headers_fail(tmp_path: Path) -> None:
+    site = tmp_path / "html"
+    site.mkdir()
+    _png(site / "fig.png", 1000)
+    css = (REPO / "book" / "_static" / "kltools.css").read_text()
+    figure = (
+        '<figure class="kltools-figure"><img src="fig.png" alt="{alt}" width="{w}" '
+        'data-kltools-dpi="200" data-kltools-min-font-pt="9"><figcaption>{cap}</figcaption>'
+        "</figure>"
+    )
+    page = f"""<html><head><style>{css}</style></head><body><div class="bd-article">
+    <div class="cell_output">{figure.format(alt="A readable chart.", w=600, cap="Figure 1.1 — ok")}</div>
+    <div class="cell_output">{figure.format(alt="A shrunken chart.", w=250, cap="Figure 1.2 — x")}</div>
+    <div class="cell_output">{figure.format(alt="fig.png", w=600, cap="")}</div>
+    <div class="cell_output"><img src="fig.png" alt="A chart with no caption." width="600"></div>
+    <table><thead><tr>
+      <th style="width:40px; max-width:40px">short words</th>
+      <th style="width:40px; max-width:40px; word-break: break-all">unbreakableheaderword</th>
+    </tr></thead><tbody><tr><td>1</td><td>2</td></tr></tbody></table>
+    </div></body></html>"""
+    (site / "index.html").write_text(page)
+    reports, problems = browser.check_pages(site)
+    r = reports[0]
+    # 9 pt at 200 dpi is 25 px in the PNG; shown at 250 of 1000 px it is 6.25 px on the page
+    assert [f["alt"] for f in r.small_text] == ["A shrunken chart."]
+    assert r.small_text[0]["px"] == pytest.approx(6.25, abs=0.06)
+    assert [f["why"] for f in r.uncaptioned] == [
+        "no caption, alt text is a file name",
+        "no caption",
+    ]
+    assert r.broken_headers == ["unbreakableheaderword"]
+    assert any(f"draws text at {r.small_text[0]['px']} px" in p for p in problems)
+    assert any("header word 'unbreakableheaderword' is broken" in p for p in problems)
+
+
+def test_a_captioned_legible_figure_and_whole_header_words_pass(tmp_path: Path) -> None:
+    site = tmp_path / "html"
+    site.mkdir()
+    _png(site / "fig.png", 1000)
+    css = (REPO / "book" / "_static" / "kltools.css").read_text()
+    (site / "index.html").write_text(
+        f"""<html><head><style>{css}</style></head><body><div class="bd-article">
+        <div class="cell_output"><figure class="kltools-figure"><img src="fig.png"
+        alt="A readable chart." width="550" data-kltools-dpi="200"
+        data-kltools-min-font-pt="9"><figcaption>Figure 2.1 — what to look for</figcaption>
+        </figure></div>
+        <table class="kl-table"><thead><tr><th style="width:60px">ours 95% interval</th>
+        <th style="width:60px">paper's number is</th></tr></thead>
+        <tbody><tr><td>1</td><td>2</td></tr></tbody></table></div></body></html>"""
+    )
+    reports, problems = browser.check_pages(site)
+    assert problems == [], problems
+    assert reports[0].images == [{"w": 550, "nw": 1000}]

@@ -7,7 +7,13 @@ measurements are read back from the dumped DOM. A page fails when
 
 - it is taller than :data:`MAX_HEIGHT` px at :data:`WIDTH` px wide;
 - the document, or a table, is wider than the column it sits in (horizontal overflow);
-- an image failed to load, or is shown wider than its pixels (upscaled, blurred).
+- an image failed to load, or is shown wider than its pixels (upscaled, blurred);
+- a figure's smallest text is drawn below :data:`MIN_TEXT_PX` px: a figure saved by
+  :func:`kltools.book.save_figure` carries its dpi and smallest font size (points), so its
+  text is ``pt × dpi / 72 × shown width / natural width`` px on the page;
+- a chapter's figure (an image in a cell output) has no caption (``<figure>`` with a non-empty
+  ``<figcaption>``) or no alt text, or alt text that is a file name;
+- a word of a table header is broken across lines (a header may wrap between words only).
 
 :func:`screenshot` writes a PNG of a page at full height, to look at what the check saw.
 Chromium comes from Debian (``apt-get install -y chromium chromium-driver``); the check
@@ -33,6 +39,9 @@ from kltools.errors import KLToolsError
 WIDTH = 1280
 MAX_HEIGHT = 15_000
 
+#: the smallest text a figure may draw, in CSS px at the page's width
+MIN_TEXT_PX = 8.0
+
 #: flags for a quiet, isolated headless Chromium (the user-data dir is added per run)
 CHROMIUM_FLAGS: tuple[str, ...] = (
     "--headless",
@@ -52,7 +61,8 @@ _ATTR = "data-kltools-check"
 
 #: measured after the load event: page size, tables wider than their column, broken images
 _SCRIPT = (
-    """
+    (
+        """
 <script>
 window.addEventListener('load', function () {
   setTimeout(function () {
@@ -77,15 +87,60 @@ window.addEventListener('load', function () {
       var r = img.getBoundingClientRect();
       if (r.width > 0) { figures.push({w: Math.round(r.width), nw: img.naturalWidth}); }
     });
+    var small = [];
+    document.querySelectorAll('img[data-kltools-min-font-pt]').forEach(function (img, i) {
+      var r = img.getBoundingClientRect();
+      var pt = parseFloat(img.getAttribute('data-kltools-min-font-pt'));
+      var dpi = parseFloat(img.getAttribute('data-kltools-dpi'));
+      if (r.width > 0 && img.naturalWidth > 0 && pt > 0 && dpi > 0) {
+        var px = pt * dpi / 72 * r.width / img.naturalWidth;
+        if (px < MIN_PX) {
+          small.push({index: i, px: Math.round(px * 10) / 10, alt: (img.alt || '').slice(0, 60)});
+        }
+      }
+    });
+    var uncaptioned = [];
+    document.querySelectorAll('.cell_output img, .output img').forEach(function (img, i) {
+      var fig = img.closest('figure');
+      var cap = fig ? fig.querySelector('figcaption') : null;
+      var alt = (img.getAttribute('alt') || '').trim();
+      var why = [];
+      if (!cap || !cap.textContent.trim()) { why.push('no caption'); }
+      if (!alt) { why.push('no alt text'); }
+      else if (/[.](png|pdf|svg|jpe?g)\\b|[\\\\/]/i.test(alt)) { why.push('alt text is a file name'); }
+      if (why.length) { uncaptioned.push({index: i, why: why.join(', ')}); }
+    });
+    var broken = [];
+    document.querySelectorAll('th').forEach(function (th) {
+      var walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+      var node;
+      while ((node = walker.nextNode())) {
+        var re = /\\S+/g, m;
+        while ((m = re.exec(node.data))) {
+          var range = document.createRange();
+          range.setStart(node, m.index);
+          range.setEnd(node, m.index + m[0].length);
+          var tops = {};
+          Array.prototype.forEach.call(range.getClientRects(), function (rc) {
+            if (rc.width > 0) { tops[Math.round(rc.top)] = 1; }
+          });
+          if (Object.keys(tops).length > 1) { broken.push(m[0].slice(0, 40)); }
+        }
+      }
+    });
     var out = {height: doc.scrollHeight, width: doc.scrollWidth, viewport: window.innerWidth,
                tables: tables, broken_images: images, images: figures,
+               small_text: small, uncaptioned: uncaptioned, broken_headers: broken,
                stderr_boxes: document.querySelectorAll('.stderr, .output.stderr').length};
     document.body.setAttribute('ATTR', JSON.stringify(out));
   }, 300);
 });
 </script>
 """
-).replace("ATTR", _ATTR)
+    )
+    .replace("ATTR", _ATTR)
+    .replace("MIN_PX", repr(MIN_TEXT_PX))
+)
 
 
 def find_chromium() -> str | None:
@@ -108,6 +163,9 @@ class PageReport:
     tables: list[dict[str, Any]] = field(default_factory=list)
     broken_images: list[str] = field(default_factory=list)
     images: list[dict[str, int]] = field(default_factory=list)
+    small_text: list[dict[str, Any]] = field(default_factory=list)
+    uncaptioned: list[dict[str, Any]] = field(default_factory=list)
+    broken_headers: list[str] = field(default_factory=list)
     stderr_boxes: int = 0
     error: str = ""
 
@@ -133,6 +191,15 @@ class PageReport:
                     f"{self.page}: an image is shown {img['w']} px wide from {img['nw']} px "
                     "(upscaled, blurred)"
                 )
+        for f in self.small_text:
+            out.append(
+                f"{self.page}: figure {f['index']} ({f['alt']!r}) draws text at {f['px']} px "
+                f"(at least {MIN_TEXT_PX:g} px)"
+            )
+        for f in self.uncaptioned:
+            out.append(f"{self.page}: figure {f['index']} in a cell output: {f['why']}")
+        for word in self.broken_headers:
+            out.append(f"{self.page}: table header word {word!r} is broken across lines")
         if self.stderr_boxes:
             out.append(f"{self.page}: {self.stderr_boxes} stderr box(es)")
         return out

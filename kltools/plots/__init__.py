@@ -2,14 +2,18 @@
 
 Every chapter figure is drawn by a function in a submodule (:mod:`kltools.plots.pretraining`,
 …) that takes tidy data (pandas/xarray) and returns the matplotlib ``Figure``; notebooks only
-call them. Colours come from seaborn's colour-blind-safe ``"colorblind"`` palette; ordered
-quantities (training step, size) use light→dark sequential ramps so they stay readable in grey.
+call them. Colours come from seaborn's colour-blind-safe ``"colorblind"`` palette and are
+keyed by name (:func:`colors_for`), so a run or model has the same colour in every figure of
+the book; ordered quantities (training step, size) use light→dark sequential ramps so they
+stay readable in grey. Every text is at least :data:`MIN_FONT_PT` points, which the figure
+widths of the book keep at 8 px or more on the page (:mod:`kltools.book.runtime`).
 
 Importing this package imports matplotlib and seaborn but not torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -19,7 +23,9 @@ import numpy as np
 import seaborn as sns
 
 __all__ = [
+    "MIN_FONT_PT",
     "PALETTE",
+    "color_of",
     "colors_for",
     "finish",
     "label_points",
@@ -33,10 +39,14 @@ __all__ = [
 PALETTE = "colorblind"
 #: axis label of the KL scale
 KL_LABEL = "KL [bits/byte]"
+#: the smallest font size (points) any figure text uses: at 200 dpi, a figure up to 8 inches
+#: wide shown in the ~690 px column of the page draws it at 8 px or more
+MIN_FONT_PT = 9.0
 
 
 def set_style(context: str = "notebook") -> None:
-    """The book's matplotlib/seaborn style: white grid, colour-blind palette, 110 dpi inline."""
+    """The book's matplotlib/seaborn style: white grid, colour-blind palette, 110 dpi inline,
+    no text smaller than :data:`MIN_FONT_PT` points."""
     sns.set_theme(context=context, style="whitegrid", palette=PALETTE)
     mpl.rcParams.update(
         {
@@ -45,15 +55,45 @@ def set_style(context: str = "notebook") -> None:
             "axes.titleweight": "bold",
             "legend.frameon": False,
             "figure.constrained_layout.use": True,
+            "legend.fontsize": MIN_FONT_PT + 1,
+            "legend.title_fontsize": MIN_FONT_PT + 1,
+            "xtick.labelsize": MIN_FONT_PT + 1,
+            "ytick.labelsize": MIN_FONT_PT + 1,
         }
     )
 
 
+def _slot(label: Hashable, n: int) -> int:
+    """The palette slot a label asks for: a stable hash of its text (the same in every run)."""
+    return int.from_bytes(hashlib.md5(str(label).encode()).digest()[:4], "big") % n
+
+
+def color_of(label: Hashable) -> tuple[float, float, float]:
+    """The book's colour of a run, model or category (alone in its figure): keyed by its name."""
+    pal = sns.color_palette(PALETTE, n_colors=10)
+    return pal[_slot(label, len(pal))]
+
+
 def colors_for(labels: Sequence[Hashable]) -> dict[Hashable, Any]:
-    """A fixed colour per label (in the given order) from :data:`PALETTE`."""
+    """A colour per label from :data:`PALETTE`, keyed by the label's name (:func:`color_of`).
+
+    A name keeps its colour in every figure of the book, whatever else the figure shows,
+    unless two names of one figure ask for the same colour: then the name that sorts later
+    takes the next free one (so that one figure never draws two labels alike). Beyond ten
+    labels colours repeat.
+    """
     labels = list(dict.fromkeys(labels))
-    pal = sns.color_palette(PALETTE, n_colors=max(len(labels), 1))
-    return {lab: pal[i % len(pal)] for i, lab in enumerate(labels)}
+    pal = sns.color_palette(PALETTE, n_colors=10)
+    taken: dict[int, Hashable] = {}
+    out: dict[Hashable, Any] = {}
+    for lab in sorted(labels, key=lambda x: (_slot(x, len(pal)), str(x))):
+        k = _slot(lab, len(pal))
+        if len(taken) < len(pal):
+            while k in taken:
+                k = (k + 1) % len(pal)
+        taken[k] = lab
+        out[lab] = pal[k]
+    return {lab: out[lab] for lab in labels}
 
 
 def ramp(color: Any, n: int, *, light: float = 0.8) -> list[tuple[float, float, float]]:
@@ -109,7 +149,7 @@ def label_points(
     ys: Sequence[float],
     labels: Sequence[str],
     *,
-    fontsize: float = 7,
+    fontsize: float = MIN_FONT_PT,
     pad: float = 4.0,
     marker_radius: float = 4.0,
 ) -> list[Any]:

@@ -8,6 +8,7 @@ colour-blind-safe palette (:mod:`kltools.plots`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,12 +16,18 @@ import pandas as pd
 import xarray as xr
 from matplotlib.collections import LineCollection
 
-from kltools.plots import KL_LABEL, colors_for, finish, map_axis_labels, ramp
+from kltools.errors import KLToolsError
+from kltools.plots import KL_LABEL, MIN_FONT_PT, colors_for, finish, map_axis_labels, ramp
+
+if TYPE_CHECKING:
+    from kltools.config import Settings
 
 __all__ = [
     "plot_centring",
     "plot_consecutive",
-    "plot_diffusion_grid",
+    "distance_start",
+    "fig5_starts",
+    "plot_diffusion",
     "plot_heldout_loss",
     "plot_early_later",
     "plot_estimate_vs_mc",
@@ -30,6 +37,7 @@ __all__ = [
     "plot_preprocess_effect",
     "plot_seed_size",
     "plot_trajectories",
+    "shown_exponents",
 ]
 
 
@@ -64,10 +72,10 @@ def plot_loglik_pair(a: xr.DataArray, b: xr.DataArray, labels: Sequence[str]) ->
 
 def plot_centring(L: np.ndarray, Q: np.ndarray, row_labels: Sequence[str]) -> plt.Figure:
     """Heat maps of a K × N log-likelihood matrix before and after double-centring."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(row_labels) + 2))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.35 * len(row_labels) + 2))
     for ax, M, title in ((axes[0], L, "L (nats)"), (axes[1], Q, "Q = double-centred L (nats)")):
         im = ax.imshow(M, aspect="auto", cmap="viridis" if M is L else "vlag")
-        ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+        ax.set_yticks(range(len(row_labels)), row_labels, fontsize=MIN_FONT_PT)
         finish(ax, "text index", "model", title)
         fig.colorbar(im, ax=ax, label="log-likelihood [nats]")
     return fig
@@ -155,7 +163,7 @@ def plot_kl_vs_n(df: pd.DataFrame, label: str) -> plt.Figure:
     """
     from kltools.validation import se_exponent
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.8))
     ax1.plot(df.n, df.kl, "o-", label="estimate")
     ax1.fill_between(df.n, df.lo, df.hi, alpha=0.25, label="95% bootstrap interval")
     ax1.set_xscale("log")
@@ -202,7 +210,7 @@ def plot_trajectories(
         ax.scatter(pts[:, 0], pts[:, 1], c=shades, s=18, edgecolor="none", zorder=3)
         ax.scatter(*pts[-1], color=colors[m], s=60, marker="*", zorder=4, label=f"{m} (★ final)")
     ax.autoscale()
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=MIN_FONT_PT, loc="best")
     finish(ax, *map_axis_labels(xy), title)
     return fig
 
@@ -211,31 +219,31 @@ def plot_trajectories(
 
 
 def plot_consecutive(df: pd.DataFrame, *, after_step: float, label: str = "size") -> plt.Figure:
-    """Consecutive-checkpoint KL against step (paper Fig. 4): each KL drawn at the earlier
-    checkpoint of its pair; warm-up (symlog x) and after it (linear x, log y)."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    """Consecutive-checkpoint KL against step (paper Fig. 4), each KL drawn at the earlier
+    checkpoint of its pair: during warm-up against log10(1 + step) on a linear KL axis (so the
+    0 → 1 pair and a KL of 0 stay on the page), after it against the step (linear) on a log
+    KL axis with 95% intervals."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.8))
     groups = list(dict.fromkeys(df[label]))
     colors = colors_for(groups)
     for g in groups:
         part = df[df[label] == g].sort_values("step")
         early = part[part.step < after_step]
         late = part[part.step >= after_step]
-        ax1.plot(early.step, early.kl, "o-", color=colors[g], label=f"{label} {g}")
-        ax2.plot(late.step, late.kl, "o-", ms=3, color=colors[g], label=f"{label} {g}")
+        ax1.plot(np.log10(1.0 + early.step), early.kl, "o-", ms=4, color=colors[g], label=str(g))
+        ax2.plot(late.step, late.kl, "o-", ms=3, color=colors[g], label=str(g))
         if {"lo", "hi"} <= set(part.columns):
             ax2.fill_between(late.step, late.lo, late.hi, color=colors[g], alpha=0.2)
-    ax1.set_xscale("symlog", linthresh=1)
-    ax1.set_yscale("log")
+    ax1.set_ylim(bottom=0)
     ax2.set_yscale("log")
-    ax1.legend()
-    ax2.legend()
-    finish(ax1, "step t of the pair t → t′ (symlog)", KL_LABEL, f"warm-up (t < {after_step:g})")
+    fig.legend(*ax1.get_legend_handles_labels(), title=label, loc="outside right center")
     finish(
-        ax2,
-        "step t of the pair t → t′",
+        ax1,
+        r"$\log_{10}(1 + t)$, t = step of the pair t → t′",
         KL_LABEL,
-        f"after warm-up (t ≥ {after_step:g}), 95% intervals",
+        f"warm-up (t < {after_step:g})",
     )
+    finish(ax2, "step t of the pair t → t′", KL_LABEL + " (log)", f"after (t ≥ {after_step:g})")
     return fig
 
 
@@ -243,7 +251,7 @@ def plot_preprocess_effect(
     raw: pd.DataFrame, clean: pd.DataFrame, scores: np.ndarray, n_drop: int
 ) -> plt.Figure:
     """Effect of the paper's preprocessing: text scores, and consecutive KL before vs after."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4))
     s = np.sort(np.asarray(scores))[::-1]
     ax1.plot(np.arange(1, s.size + 1), s, ".", ms=3)
     if n_drop:
@@ -290,6 +298,7 @@ def plot_early_later(sets: pd.DataFrame) -> plt.Figure:
         x="setting",
         y="kl",
         hue="model",
+        palette=colors_for(list(dict.fromkeys(sets.model))),
         order=["Early", "Later"],
         ax=ax,
         dodge=False,
@@ -322,16 +331,67 @@ def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
             color=colors[g],
             capsize=3,
         )
-    ax.set_yticks(y, [f"{q}\n(paper: {k})" for k, q in zip(table.key, table.quantity)], fontsize=8)
+    ax.set_yticks(
+        y, [f"{q}\n(paper: {k})" for k, q in zip(table.key, table.quantity)], fontsize=MIN_FONT_PT
+    )
     ax.set_xscale("log")
     for g in kinds.values():
         ax.plot([], [], "o", color=colors[g], label=g)
-    fig.legend(loc="outside lower center", ncol=3, fontsize=9)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=MIN_FONT_PT)
     finish(ax, KL_LABEL + " (95% bootstrap interval)", None, "late checkpoints < seeds < sizes?")
     return fig
 
 
 # ----------------------------------------------------------------------------- chapter 5
+
+
+def fig5_starts(s: Settings, steps: Sequence[int]) -> tuple[int, int, int]:
+    """The start steps of Fig. 5 on a run's grid: the first and last start of the exponent
+    panel and the start of the distance panel, as fractions ``s.fig5_fractions`` of the last
+    step (the paper: 8k, 135k and 120k of 143k), each snapped to the nearest step of
+    ``steps``."""
+    grid = np.asarray(sorted(int(t) for t in steps))
+    if grid.size == 0:
+        raise KLToolsError("Fig. 5: no start steps")
+    if len(s.fig5_fractions) != 3:
+        raise KLToolsError("fig5_fractions: give three fractions (first, last, distance start)")
+    out = [int(grid[np.argmin(np.abs(grid - f * grid[-1]))]) for f in s.fig5_fractions]
+    return out[0], out[1], out[2]
+
+
+def shown_exponents(
+    s: Settings, c_l: xr.Dataset, c_w: xr.Dataset | None = None
+) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """The start steps of the exponent tables (log-likelihood space, weight space or None)
+    that Fig. 5 shows: from the first to the last of :func:`fig5_starts`. An exponent table
+    (:func:`kltools.settings.diffusion.exponents`) holds every checkpoint from its first start
+    to the run's last (NaN where a window is incomplete), so its last step is the run's."""
+    first, last, _ = fig5_starts(s, c_l["step"].values)
+
+    def window(c: xr.Dataset | None) -> xr.Dataset | None:
+        if c is None:
+            return None
+        steps = c["step"].values
+        return c.sel(step=steps[(steps >= first) & (steps <= last)])
+
+    return window(c_l), window(c_w)
+
+
+def distance_start(s: Settings, c: xr.Dataset) -> int:
+    """The start step of Fig. 5's distance panel: the fitted start (finite c) nearest to
+    the paper's (:func:`fig5_starts`)."""
+    _, _, start = fig5_starts(s, c["step"].values)
+    ok = np.isfinite(c.c).any("model").values
+    steps = c["step"].values[ok]
+    if steps.size == 0:
+        raise KLToolsError("no start step has a complete window; lower window or min_start")
+    return int(steps[np.argmin(np.abs(steps - start))])
+
+
+def _fitted_range(c: xr.Dataset) -> str:
+    """``"first to last"`` start step with a fitted exponent (finite c) in any run."""
+    steps = c["step"].values[np.isfinite(c.c).any("model").values]
+    return f"{int(steps.min())} to {int(steps.max())}" if steps.size else "none fitted"
 
 
 def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, str]) -> plt.Figure:
@@ -341,23 +401,10 @@ def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, st
     colors = colors_for(models)
     for m in models:
         ax.plot(
-            c_l["step"],
-            c_l.c.sel(model=m),
-            "o-",
-            ms=3,
-            color=colors[m],
-            label=rf"$c_\ell$ {labels.get(m, m)}",
+            c_l["step"], c_l.c.sel(model=m), "o-", ms=3, color=colors[m], label=labels.get(m, m)
         )
         if c_w is not None and m in c_w["model"].values:
-            ax.plot(
-                c_w["step"],
-                c_w.c.sel(model=m),
-                "s--",
-                ms=3,
-                color=colors[m],
-                alpha=0.7,
-                label=rf"$c_W$ {labels.get(m, m)}",
-            )
+            ax.plot(c_w["step"], c_w.c.sel(model=m), "s--", ms=3, color=colors[m], alpha=0.7)
         for c in (c_l, c_w):
             if c is not None and "interpolated" in c and m in c["model"].values:
                 mark = c.interpolated.sel(model=m).values
@@ -369,12 +416,15 @@ def plot_exponents(c_l: xr.Dataset, c_w: xr.Dataset | None, labels: dict[str, st
                     color="k",
                     zorder=5,
                 )
-    ax.plot([], [], "kx", label="interpolated (missing checkpoint)")
-    ax.axhline(1.0, color="grey", lw=1, ls="--", label=r"$c = 1$ (ordinary diffusion)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.plot([], [], "k-", label=r"$c_\ell$ (log-likelihood)")
+    if c_w is not None:
+        ax.plot([], [], "k--", label="$c_W$ (weights)")
+    ax.plot([], [], "kx", ls="", label="interpolated (missing checkpoint)")
+    ax.axhline(1.0, color="grey", lw=1, ls=":", label=r"$c = 1$ (ordinary diffusion)")
+    fig.legend(loc="outside right center")
     finish(
         ax,
-        "start step t",
+        f"start step t ({_fitted_range(c_l)})",
         "local exponent c (fit over the window)",
         "log-likelihood (solid) vs weights (dashed)",
     )
@@ -385,11 +435,12 @@ def plot_heldout_loss(loss: pd.DataFrame) -> plt.Figure:
     """Held-out loss (nats/token) per checkpoint and run (log x); a note when there is none."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     part = loss[loss.step > 0]
+    colors = colors_for(list(dict.fromkeys(part.model)))
     for m, g in part.groupby("model", sort=False):
-        ax.plot(g.step, g.heldout_loss, "o-", ms=3, label=m)
+        ax.plot(g.step, g.heldout_loss, "o-", ms=3, color=colors[m], label=m)
     if len(part):
         ax.set_xscale("log")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=MIN_FONT_PT)
     else:
         ax.text(
             0.5,
@@ -402,30 +453,30 @@ def plot_heldout_loss(loss: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_diffusion_grid(
-    D_l: xr.DataArray, D_w: xr.DataArray | None, starts: Sequence[int]
-) -> plt.Figure:
-    """:func:`plot_diffusion`'s panels for every run, one row per run."""
+def plot_diffusion(D_l: xr.DataArray, D_w: xr.DataArray | None, start: int) -> plt.Figure:
+    """Fig. 5's distances from checkpoint ``start`` against Δ steps, log–log, one line per run:
+    log-likelihood space (KL) and, when given, weight space; dotted: slope 1 (c = 1)."""
     models = [str(m) for m in D_l["model"].values]
     n = 2 if D_w is not None else 1
-    fig, axes = plt.subplots(len(models), n, figsize=(5.2 * n, 3.6 * len(models)), squeeze=False)
-    colors = dict(zip(starts, ramp("C0", len(starts), light=0.6)))
-    for row, m in zip(axes, models):
-        panels = [(row[0], D_l, r"$D_\ell$ = KL [bits/byte]", "log-likelihood space")]
-        if D_w is not None and m in D_w["model"].values:
-            panels.append(
-                (row[1], D_w, r"$D_W = \sum (\Delta\theta)^2$ [weight units²]", "weight space")
-            )
-        for ax, D, ylab, title in panels:
-            for s in starts:
-                sel = D.sel(model=m, step=s)
-                x = np.asarray(sel["delta"].values, dtype=float)
-                y = np.asarray(sel.values, dtype=float)
-                ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
-                ax.loglog(x[ok], y[ok], "o-", color=colors[s], label=f"from step {s}")
-                if ok.any():
-                    ax.loglog(x[ok], y[ok][0] * x[ok] / x[ok][0], color=colors[s], ls=":", lw=1)
-            ax.plot([], [], "k:", lw=1, label=r"$c = 1$ guide")
-            ax.legend(fontsize=7)
-            finish(ax, r"$\Delta$ steps", ylab, f"{title}: {m}")
+    fig, axes = plt.subplots(1, n, figsize=(4 * n + 1.2, 3.8), squeeze=False)
+    colors = colors_for(models)
+    panels = [(axes[0, 0], D_l, r"$D_\ell$ = KL [bits/byte]", "log-likelihood space")]
+    if D_w is not None:
+        panels.append(
+            (axes[0, 1], D_w, r"$D_W = \sum (\Delta\theta)^2$ [weight units²]", "weight space")
+        )
+    for ax, D, ylab, title in panels:
+        for m in models:
+            if m not in D["model"].values or start not in D["step"].values:
+                continue
+            sel = D.sel(model=m, step=start)
+            x = np.asarray(sel["delta"].values, dtype=float)
+            y = np.asarray(sel.values, dtype=float)
+            ok = np.isfinite(x) & np.isfinite(y) & (y > 0) & (x > 0)
+            ax.loglog(x[ok], y[ok], "o-", ms=4, color=colors[m], label=m)
+            if ok.any():
+                ax.loglog(x[ok], y[ok][0] * x[ok] / x[ok][0], color=colors[m], ls=":", lw=1)
+        finish(ax, rf"$\Delta$ steps from step {start}", ylab, title)
+    axes[0, 0].plot([], [], "k:", lw=1, label=r"$c = 1$ guide")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center")
     return fig

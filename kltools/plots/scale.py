@@ -1,22 +1,37 @@
 """Figures of part II: quantization, the numerical floor, fine-tuning, layers and the scale.
 
 Each function takes tidy data (the pair-set frames of :mod:`kltools.settings`) and returns
-a matplotlib ``Figure``. KL axes are in bits/byte. The scale figure (Fig. 3) uses a log axis
-chosen for the book's values, not the paper's symlog axis (see :func:`plot_scale`).
+a matplotlib ``Figure``. KL axes are in bits/byte. The scale figure (Fig. 3) uses the paper's
+symlog axis for the paper's models and a log axis for small-model suites
+(:func:`scale_figure`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from kltools.plots import KL_LABEL, colors_for, finish, label_points, map_axis_labels
+from kltools.plots import (
+    KL_LABEL,
+    MIN_FONT_PT,
+    colors_for,
+    finish,
+    label_points,
+    map_axis_labels,
+)
+
+if TYPE_CHECKING:
+    from kltools.config import Settings
+    from kltools.pairs import PairSet
 
 __all__ = [
+    "LAYER_SPLIT",
+    "SCALE_AXIS",
     "SCALE_TICKS",
     "SECTIONS",
     "plot_finetuning",
@@ -27,6 +42,10 @@ __all__ = [
     "plot_quant_kl",
     "plot_quant_map",
     "plot_scale",
+    "paper_settings",
+    "scale_axis",
+    "scale_caption",
+    "scale_figure",
     "symlog_kl_axis",
 ]
 
@@ -101,7 +120,7 @@ def plot_quant_kl(frame: pd.DataFrame, floor: pd.DataFrame | None = None) -> plt
     ax.set_ylim(bottom=_positive_floor(vals))
     ax.set_xticks(sorted(frame.bits.unique()))
     ax.invert_xaxis()
-    ax.legend(fontsize=8, ncol=2, loc="upper left")
+    ax.legend(fontsize=MIN_FONT_PT, ncol=2, loc="upper left")
     finish(ax, "bits per weight (fewer →)", KL_LABEL, "Quantized copy vs full precision")
     return fig
 
@@ -156,10 +175,10 @@ def plot_quant_map(points: pd.DataFrame, coincide: float = 0.01) -> plt.Figure:
             transform=ax.transAxes,
             ha="center",
             va="top",
-            fontsize=8,
+            fontsize=MIN_FONT_PT,
             color="0.3",
         )
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.legend(fontsize=MIN_FONT_PT, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     finish(ax, *map_axis_labels(points), "Model map: each model and its quantized copies")
     return fig
 
@@ -199,7 +218,11 @@ def plot_floor(floor: pd.DataFrame, reference: pd.DataFrame | None = None) -> pl
     if reference is not None and len(reference):
         ax.axhline(n_floor - 0.5, color="0.5", lw=0.8, ls="--")
     ax.legend(
-        fontsize=8, title="model", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+        fontsize=MIN_FONT_PT,
+        title="model",
+        title_fontsize=MIN_FONT_PT,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
     )
     finish(
         ax,
@@ -272,7 +295,7 @@ def plot_lineage_map(points: pd.DataFrame) -> plt.Figure:
         ax.scatter([], [], marker=_MARKERS[gi % len(_MARKERS)], color="0.5", label=name)
     for t in types:
         ax.scatter([], [], marker="s", color=colors[t], label=f"type {t}")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.legend(fontsize=MIN_FONT_PT, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     finish(ax, *map_axis_labels(points), "Fine-tuning lineages")
     label_points(ax, points.x, points.y, [str(v) for v in points.label])
     return fig
@@ -301,7 +324,11 @@ def plot_layer_kl(frame: pd.DataFrame) -> plt.Figure:
         )
     ax.set_yscale("log")
     ax.legend(
-        fontsize=8, title="model", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+        fontsize=MIN_FONT_PT,
+        title="model",
+        title_fontsize=MIN_FONT_PT,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
     )
     finish(
         ax,
@@ -333,9 +360,9 @@ def plot_layer_map(points: pd.DataFrame) -> plt.Figure:
         [], [], marker="*", s=160, color="0.6", edgecolor="black", lw=0.6, label="output layer"
     )
     ax.legend(
-        fontsize=8,
+        fontsize=MIN_FONT_PT,
         title="model\n(light: embeddings,\ndark: output)",
-        title_fontsize=8,
+        title_fontsize=MIN_FONT_PT,
         loc="upper left",
         bbox_to_anchor=(1.01, 1),
         borderaxespad=0,
@@ -344,90 +371,255 @@ def plot_layer_map(points: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-#: the paper's section of each group of settings (Fig. 3); the floor is the book's own
+#: the paper's section of each group of settings (Fig. 3); the numerics are the book's own
 SECTIONS: dict[str, str] = {
     "pretraining": "§3.1 pretraining",
     "quantization": "§3.2 quantization",
     "fine-tuning": "§3.3 fine-tuning",
     "layers": "§3.4 layers",
-    "numerics": "book: floor",
+    "numerics": "the book's own: numerical floor and dtype perturbations",
 }
+
+#: the paper's symlog axis of Fig. 3: linear below ``linthresh``, values clipped at ``clip``
+SCALE_AXIS: dict[str, float] = {"linthresh": 0.1, "linscale": 0.9, "clip": 50.0}
+
+#: the two populations of the Layer setting, split by the pair's first hidden-state index
+LAYER_SPLIT: tuple[tuple[str, str], ...] = (
+    ("embedding", "from the embedding (0→1)"),
+    ("blocks", "between blocks (k→k+1, k ≥ 1)"),
+)
+
+
+def _transform(axis: str):
+    """Forward and inverse maps of a y axis (``"symlog"`` as :data:`SCALE_AXIS`, or ``"log"``)."""
+    if axis == "symlog":
+        from matplotlib.scale import SymmetricalLogTransform
+
+        tr = SymmetricalLogTransform(10, SCALE_AXIS["linthresh"], SCALE_AXIS["linscale"])
+        inv = tr.inverted()
+        return (
+            lambda v: tr.transform(np.asarray(v, float).reshape(-1, 1)).ravel(),
+            lambda v: inv.transform(np.asarray(v, float).reshape(-1, 1)).ravel(),
+        )
+    return (lambda v: np.log10(np.asarray(v, float)), lambda v: 10 ** np.asarray(v, float))
+
+
+def _populations(data: pd.DataFrame, setting: str) -> list[tuple[str, pd.Series]]:
+    """The populations drawn for one setting: the Layer pairs split into those from the
+    embedding (``layer_a == 0``) and those between blocks; any other setting whole."""
+    part = data[data.setting == setting]
+    if "layer_a" in part and part.layer_a.notna().any():
+        first = part.layer_a == 0
+        out = [(key, part.kl[m]) for (key, _), m in zip(LAYER_SPLIT, (first, ~first))]
+        if all(len(v) for _, v in out):
+            return out
+    return [("", part.kl)]
+
+
+def _violin(ax, values, x, side, fwd, inv, color) -> None:
+    """One violin (or half of one: ``side`` ``"low"``/``"high"``) of ``values`` at ``x``,
+    its density drawn in the axis' transformed units."""
+    if len(values) < 3 or np.ptp(fwd(values)) == 0:
+        return
+    body = ax.violinplot(fwd(values), positions=[x], widths=0.8, showextrema=False, side=side)
+    for b in body["bodies"]:
+        for path in b.get_paths():
+            path.vertices[:, 1] = inv(path.vertices[:, 1])
+        b.set_facecolor(color)
+        b.set_edgecolor("0.3")
+        b.set_alpha(0.6)
+
+
+def _panel(ax, data, order, palette, axis, paper, low) -> dict[str, int]:
+    """Violins, points and medians of the settings ``order`` on ``ax``; returns how many
+    values each setting has at the axis' edge (exact zeros on a log axis, or above the clip)."""
+    fwd, inv = _transform(axis)
+    clip = SCALE_AXIS["clip"] if axis == "symlog" else np.inf
+    rng = np.random.default_rng(0)
+    edge: dict[str, int] = {}
+    for i, s in enumerate(order):
+        pops = _populations(data, s)
+        for (_key, kl), side in zip(pops, ("low", "high") if len(pops) == 2 else ("both",)):
+            v = kl.to_numpy(float)
+            shown = v[v > 0] if axis == "log" else np.clip(v, 0, clip)
+            edge[s] = edge.get(s, 0) + int(np.sum(v <= 0) if axis == "log" else np.sum(v > clip))
+            _violin(ax, shown, i, side, fwd, inv, palette[s])
+            dx = {"low": (-0.3, -0.03), "high": (0.03, 0.3), "both": (-0.15, 0.15)}[side]
+            ax.scatter(
+                i + rng.uniform(*dx, len(shown)), shown, s=8, color="0.2", alpha=0.7, zorder=3
+            )
+            if len(shown):
+                span = {"low": (-0.4, 0), "high": (0, 0.4), "both": (-0.32, 0.32)}[side]
+                med = float(np.median(np.clip(v, low, clip) if axis == "log" else shown))
+                ax.hlines(med, i + span[0], i + span[1], color="black", lw=2.2, zorder=4)
+            if axis == "log" and np.any(v <= 0):
+                ax.scatter([i], [low], marker="v", color="0.2", s=30, zorder=5, clip_on=False)
+        num = (paper or {}).get(s)
+        if num is not None:
+            kind = getattr(num, "kind", "")
+            single = kind == "single pair"
+            ax.scatter(
+                [i + 0.42],
+                [min(float(getattr(num, "value", num)), clip)],
+                marker=_PAPER_MARKERS.get(kind, "D"),
+                facecolor="white" if single else "#d55e00",
+                edgecolor="#d55e00",
+                s=38,
+                lw=1.5,
+                zorder=5,
+                clip_on=False,
+            )
+    ax.set_xticks(range(len(order)))
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    return edge
+
+
+def _set_axis(ax, axis: str, values: Sequence[float]) -> float:
+    """Scale and limits of a KL axis; returns its lower edge (where log-axis zeros sit)."""
+    if axis == "symlog":
+        ax.set_yscale("symlog", linthresh=SCALE_AXIS["linthresh"], linscale=SCALE_AXIS["linscale"])
+        ax.set_ylim(0, SCALE_AXIS["clip"] * 1.15)
+        ax.set_yticks(SCALE_TICKS, [f"{t:g}" for t in SCALE_TICKS])
+        ax.yaxis.set_minor_locator(plt.NullLocator())
+        return 0.0
+    pos = [float(v) for v in values if np.isfinite(v) and v > 0]
+    low = 10 ** np.floor(np.log10(min(pos))) if pos else 1e-8
+    high = 10 ** np.ceil(np.log10(max(pos) * 1.5)) if pos else 1.0
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
+    return float(low)
+
+
+#: marker of a published number by its kind (a single pair is drawn open)
+_PAPER_MARKERS = {"single pair": "o", "median": "D", "mean": "s"}
+
+
+def _paper_handles(paper: Mapping[str, object] | None, order: Sequence[str]) -> list:
+    """Legend entries of the published numbers: one per kind and source, the first arXiv
+    version's single pairs labelled as single pairs."""
+    out, seen = [], set()
+    for s in order:
+        num = (paper or {}).get(s)
+        if num is None:
+            continue
+        kind, source = getattr(num, "kind", "number"), getattr(num, "source", "paper")
+        if (kind, source) in seen:
+            continue
+        seen.add((kind, source))
+        where = source.replace("v1 ", "first arXiv version, ")
+        single = kind == "single pair"
+        label = (
+            f"paper: one pair, not a distribution ({where})"
+            if single
+            else (f"paper: {kind} ({where})")
+        )
+        out.append(
+            plt.Line2D(
+                [],
+                [],
+                marker=_PAPER_MARKERS.get(kind, "D"),
+                ls="",
+                mfc="white" if single else "#d55e00",
+                mec="#d55e00",
+                mew=1.5,
+                label=label,
+            )
+        )
+    return out
 
 
 def plot_scale(
     frame: pd.DataFrame,
     order: Sequence[str],
     groups: Mapping[str, Sequence[str]] | None = None,
-    paper: Mapping[str, float | None] | None = None,
+    paper: Mapping[str, object] | None = None,
+    *,
+    axis: str = "symlog",
+    own: Sequence[str] = (),
 ) -> plt.Figure:
-    """One violin per setting on a logarithmic KL axis (Fig. 3), median marked.
+    """Fig. 3: one violin per setting, the paper's settings in the main panel and the book's
+    own (``own``: the floor, dtype perturbations) in a smaller panel below, on a log axis.
 
-    The paper draws Fig. 3 on a symlog axis (linear below 0.1 bits/byte), which suits its
-    values; ours span many more decades (the floor, 8-bit), which a linear stretch below 0.1
-    flattens onto zero. So the axis here is logarithmic from just below the smallest
-    positive KL to above the largest value shown. KLs that are exactly 0 (bit-identical
-    extractions) cannot sit on a log axis: they are drawn as triangles on the bottom edge
-    and counted in the setting's label.
-
-    ``frame``: ``setting``, ``kl``. ``groups``: group name -> settings (dashed separators, a
-    colour per group and the paper's section labels, :data:`SECTIONS`). ``paper``: setting
-    -> published value (a red ``x``).
+    ``axis``: ``"symlog"`` is the paper's axis (:data:`SCALE_AXIS`: linear below 0.1
+    bits/byte, values above 50 drawn at 50, the paper's ticks :data:`SCALE_TICKS`), for
+    profiles whose models are the paper's; ``"log"`` suits small-model suites whose values
+    span many decades (exact zeros then sit as triangles on the bottom edge). Every black
+    bar is the median of one population: the Layer setting pools pairs from the embedding
+    (0→1) and pairs between blocks, drawn as two half-violins with a median each (left:
+    from the embedding). ``frame``: ``setting``, ``kl`` (and ``layer_a`` for the split).
+    ``groups``: group -> settings (dashed separators, a colour per group, :data:`SECTIONS`).
+    ``paper``: setting -> :class:`kltools.paper.Number` (a published median is a filled
+    diamond; the first arXiv version's single pairs are open circles, labelled as such).
     """
-    order = [o for o in order if o in set(frame.setting)]
-    group_of = {s: g for g, settings in (groups or {}).items() for s in settings}
-    gcolors = colors_for(list(dict.fromkeys(group_of.get(s, s) for s in order)))
-    palette = {s: gcolors[group_of.get(s, s)] for s in order}
-    data = frame[frame.setting.isin(order)].copy()
-    positive = data[data.kl > 0]
-    zeros = data[data.kl <= 0].setting.value_counts()
-    shown = [float(v) for v in positive.kl]
-    if paper:
-        shown += [float(paper[s]) for s in order if paper.get(s)]
-    low = 10 ** np.floor(np.log10(min(shown))) if shown else 1e-8
-    high = 10 ** np.ceil(np.log10(max(shown) * 1.5)) if shown else 1.0
-    fig, ax = plt.subplots(figsize=(7.2, 4.6))
-    counts = positive.setting.value_counts()
-    violins = positive[positive.setting.map(counts) >= 3].assign(logkl=lambda d: np.log10(d.kl))
-    x = {s: i for i, s in enumerate(order)}
-    for s, part in violins.groupby("setting"):
-        body = ax.violinplot(part.logkl, positions=[x[s]], widths=0.8, showextrema=False)
-        for b in body["bodies"]:
-            b.set_facecolor(palette[s])
-            b.set_edgecolor("0.3")
-            b.set_alpha(0.6)
-    # violins were drawn in log10 units: move them onto the log axis
-    for coll in ax.collections:
-        for path in coll.get_paths():
-            path.vertices[:, 1] = 10 ** path.vertices[:, 1]
-    rng = np.random.default_rng(0)
-    jitter = rng.uniform(-0.12, 0.12, len(positive))
-    ax.scatter(positive.setting.map(x) + jitter, positive.kl, s=7, color="0.2", alpha=0.7, zorder=3)
-    med = positive.groupby("setting").kl.median()
-    for s in order:
-        if s in med:
-            ax.hlines(med[s], x[s] - 0.32, x[s] + 0.32, color="black", lw=2, zorder=4)
-        if zeros.get(s):
-            ax.scatter([x[s]], [low], marker="v", color="0.2", s=30, zorder=5, clip_on=False)
-        if paper and paper.get(s) is not None:
-            ax.scatter([x[s] + 0.34], [paper[s]], marker="x", color="#d55e00", s=40, zorder=5)
-    handles = [plt.Line2D([], [], color="black", lw=2, label="our median")]
-    if paper:
+    present = set(frame.setting)
+    own_set = set(own)
+    main = [o for o in order if o in present and o not in own_set]
+    lower = [o for o in own if o in present]
+    group_of = {s: g for g, members in (groups or {}).items() for s in members}
+    gcolors = colors_for(list(dict.fromkeys(group_of.get(s, s) for s in [*main, *lower])))
+    palette = {s: gcolors[group_of.get(s, s)] for s in [*main, *lower]}
+    data = frame[frame.setting.isin([*main, *lower])]
+    rows = [3.2, 1.3] if lower else [1]
+    fig, axes = plt.subplots(
+        len(rows),
+        1,
+        figsize=(7.5, 4.4 + (2.1 if lower else 0)),
+        height_ratios=rows,
+        squeeze=False,
+    )
+    ax = axes[0, 0]
+    main_data = data[data.setting.isin(main)]
+    values = list(main_data.kl) + [
+        getattr(v, "value", v) for s, v in (paper or {}).items() if s in main and v is not None
+    ]
+    low = _set_axis(ax, axis, values)
+    edge = _panel(ax, main_data, main, palette, axis, paper, low)
+    labels = []
+    for s in main:
+        n = edge.get(s, 0)
+        note = f"\n({n}× 0)" if n and axis == "log" else f"\n({n} > 50)" if n else ""
+        labels.append(f"{s}{note}")
+    ax.set_xticklabels(labels, rotation=30, ha="right", rotation_mode="anchor")
+    _sections(ax, main, group_of, gcolors)
+    ylab = KL_LABEL + (" (symlog: linear below 0.1)" if axis == "symlog" else " (log scale)")
+    finish(ax, None, ylab, None)
+    handles = [plt.Line2D([], [], color="black", lw=2.2, label="our median (one population)")]
+    if "Layer" in main and len(_populations(data, "Layer")) == 2:
         handles.append(
-            plt.Line2D([], [], marker="x", color="#d55e00", ls="", label="paper (published)")
+            plt.Rectangle(
+                (0, 0),
+                1,
+                1,
+                color=palette["Layer"],
+                alpha=0.6,
+                label="Layer: left half from the embedding, right half between blocks",
+            )
         )
-    if len(zeros):
+    handles += _paper_handles(paper, main)
+    if axis == "log" and any(edge.values()):
         handles.append(
             plt.Line2D([], [], marker="v", color="0.2", ls="", label="exactly 0 (bottom edge)")
         )
-    ax.legend(handles=handles, fontsize=9, loc="upper left", ncol=len(handles))
-    ax.set_yscale("log")
-    ax.set_ylim(low, high * 10)
-    labels = [f"{s}\n({zeros[s]}× 0)" if zeros.get(s) else s for s in order]
-    ax.set_xticks(range(len(order)), labels, rotation=35, ha="right", rotation_mode="anchor")
-    ax.set_xlim(-0.6, len(order) - 0.4)
+    fig.legend(handles=handles, loc="outside lower center", ncol=1, fontsize=MIN_FONT_PT)
+    if lower:
+        ax2 = axes[1, 0]
+        low_data = data[data.setting.isin(lower)]
+        low2 = _set_axis(ax2, "log", list(low_data.kl))
+        edge2 = _panel(ax2, low_data, lower, palette, "log", None, low2)
+        ax2.set_xticklabels([f"{s}\n({edge2[s]}× 0)" if edge2.get(s) else s for s in lower])
+        pad = max(len(main) - len(lower), 0) / 2  # violins as wide as the main panel's
+        ax2.set_xlim(-0.6 - pad, len(lower) - 0.4 + pad)
+        ax2.set_title(SECTIONS["numerics"] + " (log scale)", fontsize=MIN_FONT_PT + 1)
+        finish(ax2, None, KL_LABEL, None)
+    fig.suptitle("The KL scale across settings", fontweight="bold")
+    return fig
+
+
+def _sections(ax, order, group_of, gcolors) -> None:
+    """Dashed separators between groups and each group's section of the paper on top."""
     spans: dict[str, list[int]] = {}
-    for s in order:
-        spans.setdefault(group_of.get(s, s), []).append(x[s])
+    for i, s in enumerate(order):
+        spans.setdefault(group_of.get(s, s), []).append(i)
     for i, (g, xs) in enumerate(spans.items()):
         if i:
             ax.axvline(min(xs) - 0.5, color="0.5", ls="--", lw=0.8)
@@ -438,11 +630,64 @@ def plot_scale(
             transform=ax.get_xaxis_transform(),
             ha="center",
             va="bottom",
-            fontsize=8.5,
+            fontsize=MIN_FONT_PT,
             color=gcolors[g],
             fontweight="bold",
         )
-    ax.tick_params(labelsize=10)
-    finish(ax, None, KL_LABEL + " (log scale)", None)
-    fig.suptitle("The KL scale across settings", fontweight="bold")
-    return fig
+
+
+def paper_settings() -> tuple[str, ...]:
+    """The paper's ten settings of Fig. 3, in its order (:data:`kltools.settings.PAPER_SETTINGS`;
+    until that constant exists, the first ten of :data:`kltools.settings.ORDER`)."""
+    from kltools import settings as S
+
+    return tuple(getattr(S, "PAPER_SETTINGS", S.ORDER[:10]))
+
+
+def scale_axis(s: Settings) -> str:
+    """Fig. 3's axis for a profile: the paper's symlog where its source holds the paper's
+    models (``published_magnitudes``), else log (a small suite's KLs span many decades)."""
+    from kltools import sources
+
+    return "symlog" if sources.can(s, "published_magnitudes") else "log"
+
+
+def scale_figure(s: Settings, pairs: PairSet) -> plt.Figure:
+    """Fig. 3 of a chapter: :func:`plot_scale` of ``pairs`` with the paper's ten settings,
+    the book's own numerics below and the profile's axis (:func:`scale_axis`); the published
+    numbers are marked only for the paper's models (small suites compare orders, not
+    magnitudes)."""
+    from kltools import paper
+    from kltools import settings as S
+
+    order = paper_settings()
+    own = S.GROUPS.get("numerics", ())
+    axis = scale_axis(s)
+    published = paper.FOR_SETTING if axis == "symlog" else None
+    return plot_scale(pairs.frame, order, S.GROUPS, published, axis=axis, own=own)
+
+
+def scale_caption(s: Settings) -> str:
+    """What Fig. 3 shows and what to look for, with why its axis is what it is."""
+    common = (
+        "The KL between the two models of every pair of each setting (points), their "
+        "distribution (violins) and its median (black bar); the paper's settings on top, the "
+        "book's own numerical floor and dtype perturbations in the panel below. The Layer "
+        "setting is two populations, drawn as half-violins with a median each: pairs from "
+        "the embedding output to the first block (left) and pairs between blocks (right). "
+        "Look for the order of the settings: late checkpoints < seeds < sizes, "
+        "8-bit < 4-bit, fine-tuned children closer to their parents than random pairs."
+    )
+    if scale_axis(s) == "symlog":
+        return common + (
+            " Published numbers are marked beside their setting: a filled diamond is a median "
+            "over pairs, a square a mean, an open circle a single pair of the paper's first "
+            "arXiv version (not a distribution). The axis is the paper's: linear below 0.1 "
+            "bits/byte, logarithmic above, values above 50 drawn at 50."
+        )
+    return common + (
+        " The axis is logarithmic, not the paper's symlog: this profile's small models give "
+        "KLs that span many decades (down to the floor), which a linear stretch below 0.1 "
+        "would flatten onto zero; exact zeros are triangles on the bottom edge. The paper's "
+        "numbers are not marked: small models are compared by order, not magnitude."
+    )
