@@ -55,7 +55,6 @@ class Settings:
     # chapter 5 (diffusion)
     window: int = 10
     min_start: int = 0
-    n_starts: int = 3
     fig5_fractions: tuple[float, ...] = (8 / 143, 135 / 143, 120 / 143)
     weight_space: bool = True
     weight_models: tuple[str, ...] = ()

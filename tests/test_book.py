@@ -450,7 +450,7 @@ def test_build_renders_and_check_passes(root: Path) -> None:
             "import matplotlib.pyplot as plt\n"
             "from kltools.book import save_figure\n"
             "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [0, seed])\n"
-            "save_figure(fig, 'line')\nplt.show()"
+            "save_figure(fig, 'line', caption='A line.', alt='A rising line.')"
         ],
     )
     write_profile(root)

@@ -26,6 +26,8 @@ from kltools.pairs import PairSet  # noqa: E402
 from kltools.plots import MIN_FONT_PT, color_of, colors_for  # noqa: E402
 from kltools.plots import pretraining as P  # noqa: E402
 from kltools.plots import scale as S  # noqa: E402
+from kltools.settings import diffusion as D  # noqa: E402
+from kltools.settings.quantization import map_points  # noqa: E402
 
 #: the content column of a page at a 1280 px window
 COLUMN_PX = 690
@@ -198,31 +200,31 @@ def _exponents(steps: list[int], nan_at: tuple[int, ...] = ()) -> xr.Dataset:
 
 def test_fig5_starts_are_the_papers_on_the_pythia_grid() -> None:
     grid = list(range(1000, 143001, 1000))
-    assert P.fig5_starts(Settings(profile="pythia"), grid) == (8000, 135000, 120000)
+    assert D.fig5_starts(Settings(profile="pythia"), grid) == (8000, 135000, 120000)
     # an exponent table: every checkpoint from the first start, windows past 133k incomplete
     c_l = _exponents(grid, nan_at=tuple(range(134000, 143001, 1000)))
-    shown, none = P.shown_exponents(Settings(profile="pythia"), c_l)
+    shown, none = D.shown_exponents(Settings(profile="pythia"), c_l)
     assert none is None
     assert int(shown["step"].min()) == 8000 and int(shown["step"].max()) == 135000
-    assert P.distance_start(Settings(profile="pythia"), c_l) == 120000
+    assert D.distance_start(Settings(profile="pythia"), c_l) == 120000
 
 
 def test_fig5_starts_scale_with_the_run_and_the_chapter_can_override_them() -> None:
     grid = list(range(0, 1431, 10))  # a small run: last step 1430
-    assert P.fig5_starts(Settings(profile="tiny"), grid) == (80, 1350, 1200)
+    assert D.fig5_starts(Settings(profile="tiny"), grid) == (80, 1350, 1200)
     s = Settings(profile="tiny", fig5_fractions=(0.51, 0.9, 0.25))
-    assert P.fig5_starts(s, grid) == (730, 1290, 360)
+    assert D.fig5_starts(s, grid) == (730, 1290, 360)
     c_l, c_w = _exponents(grid), _exponents(grid)
-    shown_l, shown_w = P.shown_exponents(s, c_l, c_w)
+    shown_l, shown_w = D.shown_exponents(s, c_l, c_w)
     assert list(shown_l["step"].values) == list(range(730, 1291, 10))
     assert list(shown_w["step"].values) == list(shown_l["step"].values)
     # the distance panel's start: the fitted start nearest to the paper's
-    assert P.distance_start(Settings(profile="tiny"), _exponents(grid, nan_at=(1200,))) in (
+    assert D.distance_start(Settings(profile="tiny"), _exponents(grid, nan_at=(1200,))) in (
         1190,
         1210,
     )
     with pytest.raises(KLToolsError, match="three fractions"):
-        P.fig5_starts(Settings(profile="tiny", fig5_fractions=(0.1, 0.9)), grid)
+        D.fig5_starts(Settings(profile="tiny", fig5_fractions=(0.1, 0.9)), grid)
 
 
 def test_fig5_distance_panel_draws_one_start_per_run_on_log_log_axes() -> None:
@@ -270,11 +272,11 @@ def test_fig2_quantization_map_keeps_originals_and_8_bit_only() -> None:
         dims=("model", "variant", "text"),
         coords={"model": ["x", "y"], "variant": variants},
     )
-    pts = maps.quant_map_points(loglik)
+    pts = map_points(loglik)
     assert sorted(set(pts["variant"].values)) == ["bnb-int8", "full"]
     assert list(pts["point"].values) == list(range(4))
-    assert sorted(set(maps.quant_map_points(loglik, None)["variant"].values)) == sorted(variants)
-    assert set(maps.quant_map_points(loglik, ("4-bit",))["variant"].values) == {"full", "bnb-fp4"}
+    assert sorted(set(map_points(loglik, None)["variant"].values)) == sorted(variants)
+    assert set(map_points(loglik, ("4-bit",))["variant"].values) == {"full", "bnb-fp4"}
 
 
 # ----------------------------------------------------------------------------- legibility

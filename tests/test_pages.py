@@ -378,7 +378,7 @@ def test_finish_executed_adds_claims_and_downloads_and_folds_solutions(root: Pat
     assert "MatMul8bitLt" in log.read_text()
 
 
-def test_save_figure_writes_200_dpi_png_and_pdf_and_shows_nothing(
+def test_save_figure_writes_200_dpi_png_and_pdf_and_its_caption(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import matplotlib
@@ -392,8 +392,11 @@ def test_save_figure_writes_200_dpi_png_and_pdf_and_shows_nothing(
     monkeypatch.setenv("KLTOOLS_FIGURES_DIR", str(root / "figs"))
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [0, 1])
-    assert save_figure(fig, "line") is None
+    assert (
+        save_figure(fig, "line", caption="A rising line.", alt="A line rising from 0 to 1.") is None
+    )
     plt.close(fig)
+    assert "A rising line." in (root / "figs" / "line.json").read_text()
     with Image.open(root / "figs" / "line.png") as img:
         dpi = img.info["dpi"]
     assert round(dpi[0]) >= 150 and round(dpi[0]) == 200

@@ -116,13 +116,13 @@ def test_validation_on_smoke(smoke_scale) -> None:
 def test_every_map_keeps_its_projection_and_axis_units(smoke_scale) -> None:
     """Each chapter's map function returns the projection's attrs, so the plot labels t-SNE
     axes without units and PCA axes in sqrt(bits/byte) (the lineage map lost them once)."""
-    from kltools import maps
     from kltools.plots import map_axis_labels
     from kltools.settings import finetuning as F
     from kltools.settings import layers as La
+    from kltools.settings import trajectories
 
     makers = {
-        "trajectories": lambda s, m: maps.trajectory_map(s, m),
+        "trajectories": lambda s, m: trajectories.trajectory_map(s, m),
         "finetuning": F.lineage_map,
         "layers": La.layer_map,
     }

@@ -16,17 +16,14 @@ import pandas as pd
 import xarray as xr
 from matplotlib.collections import LineCollection
 
-from kltools.errors import KLToolsError
 from kltools.plots import KL_LABEL, MIN_FONT_PT, colors_for, finish, map_axis_labels, ramp
 
 if TYPE_CHECKING:
-    from kltools.config import Settings
+    pass
 
 __all__ = [
     "plot_centring",
     "plot_consecutive",
-    "distance_start",
-    "fig5_starts",
     "plot_diffusion",
     "plot_heldout_loss",
     "plot_early_later",
@@ -37,7 +34,6 @@ __all__ = [
     "plot_preprocess_effect",
     "plot_seed_size",
     "plot_trajectories",
-    "shown_exponents",
 ]
 
 
@@ -343,49 +339,6 @@ def plot_seed_size(table: pd.DataFrame) -> plt.Figure:
 
 
 # ----------------------------------------------------------------------------- chapter 5
-
-
-def fig5_starts(s: Settings, steps: Sequence[int]) -> tuple[int, int, int]:
-    """The start steps of Fig. 5 on a run's grid: the first and last start of the exponent
-    panel and the start of the distance panel, as fractions ``s.fig5_fractions`` of the last
-    step (the paper: 8k, 135k and 120k of 143k), each snapped to the nearest step of
-    ``steps``."""
-    grid = np.asarray(sorted(int(t) for t in steps))
-    if grid.size == 0:
-        raise KLToolsError("Fig. 5: no start steps")
-    if len(s.fig5_fractions) != 3:
-        raise KLToolsError("fig5_fractions: give three fractions (first, last, distance start)")
-    out = [int(grid[np.argmin(np.abs(grid - f * grid[-1]))]) for f in s.fig5_fractions]
-    return out[0], out[1], out[2]
-
-
-def shown_exponents(
-    s: Settings, c_l: xr.Dataset, c_w: xr.Dataset | None = None
-) -> tuple[xr.Dataset, xr.Dataset | None]:
-    """The start steps of the exponent tables (log-likelihood space, weight space or None)
-    that Fig. 5 shows: from the first to the last of :func:`fig5_starts`. An exponent table
-    (:func:`kltools.settings.diffusion.exponents`) holds every checkpoint from its first start
-    to the run's last (NaN where a window is incomplete), so its last step is the run's."""
-    first, last, _ = fig5_starts(s, c_l["step"].values)
-
-    def window(c: xr.Dataset | None) -> xr.Dataset | None:
-        if c is None:
-            return None
-        steps = c["step"].values
-        return c.sel(step=steps[(steps >= first) & (steps <= last)])
-
-    return window(c_l), window(c_w)
-
-
-def distance_start(s: Settings, c: xr.Dataset) -> int:
-    """The start step of Fig. 5's distance panel: the fitted start (finite c) nearest to
-    the paper's (:func:`fig5_starts`)."""
-    _, _, start = fig5_starts(s, c["step"].values)
-    ok = np.isfinite(c.c).any("model").values
-    steps = c["step"].values[ok]
-    if steps.size == 0:
-        raise KLToolsError("no start step has a complete window; lower window or min_start")
-    return int(steps[np.argmin(np.abs(steps - start))])
 
 
 def _fitted_range(c: xr.Dataset) -> str:

@@ -30,7 +30,9 @@ __all__ = [
     "fits",
     "loglik_distances",
     "on_grid",
-    "pick_starts",
+    "distance_start",
+    "fig5_starts",
+    "shown_exponents",
     "run_weight_distances",
     "summary",
     "weight_distances",
@@ -162,12 +164,13 @@ def fits(s: Settings) -> tuple[xr.Dataset, xr.Dataset | None]:
 
 
 def summary(s: Settings) -> pd.DataFrame:
-    """Per size: median exponent and R² in both spaces over the fitted start steps.
+    """Per size: median exponent and R² in both spaces over the start steps Fig. 5 shows
+    (:func:`shown_exponents`; the paper: 8k to 135k).
 
     Columns ``model``, ``n_starts``, ``c_l``, ``r2_l`` and, with weight distances, ``c_W``,
     ``r2_W``. Interpolated starts are left out of the medians.
     """
-    c_l, c_w = fits(s)
+    c_l, c_w = shown_exponents(s, *fits(s))
     rows = []
     for m in c_l["model"].values:
         row: dict[str, Any] = {"model": str(m)}
@@ -186,11 +189,44 @@ def summary(s: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pick_starts(c: xr.Dataset, n: int = 3) -> list[int]:
-    """``n`` start steps spread over the fitted starts (finite ``c``) of an exponent table."""
+def fig5_starts(s: Settings, steps: Sequence[int]) -> tuple[int, int, int]:
+    """The start steps of Fig. 5 on a run's grid: the first and last start of the exponent
+    panel and the start of the distance panel, as fractions ``s.fig5_fractions`` of the last
+    step (the paper: 8k, 135k and 120k of 143k), each snapped to the nearest step of
+    ``steps``."""
+    grid = np.asarray(sorted(int(t) for t in steps))
+    if grid.size == 0:
+        raise KLToolsError("Fig. 5: no start steps")
+    if len(s.fig5_fractions) != 3:
+        raise KLToolsError("fig5_fractions: give three fractions (first, last, distance start)")
+    out = [int(grid[np.argmin(np.abs(grid - f * grid[-1]))]) for f in s.fig5_fractions]
+    return out[0], out[1], out[2]
+
+
+def shown_exponents(
+    s: Settings, c_l: xr.Dataset, c_w: xr.Dataset | None = None
+) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """The start steps of the exponent tables (log-likelihood space, weight space or None)
+    that Fig. 5 shows: from the first to the last of :func:`fig5_starts`. An exponent table
+    (:func:`kltools.settings.diffusion.exponents`) holds every checkpoint from its first start
+    to the run's last (NaN where a window is incomplete), so its last step is the run's."""
+    first, last, _ = fig5_starts(s, c_l["step"].values)
+
+    def window(c: xr.Dataset | None) -> xr.Dataset | None:
+        if c is None:
+            return None
+        steps = c["step"].values
+        return c.sel(step=steps[(steps >= first) & (steps <= last)])
+
+    return window(c_l), window(c_w)
+
+
+def distance_start(s: Settings, c: xr.Dataset) -> int:
+    """The start step of Fig. 5's distance panel: the fitted start (finite c) nearest to
+    the paper's (:func:`fig5_starts`)."""
+    _, _, start = fig5_starts(s, c["step"].values)
     ok = np.isfinite(c.c).any("model").values
     steps = c["step"].values[ok]
     if steps.size == 0:
         raise KLToolsError("no start step has a complete window; lower window or min_start")
-    idx = np.unique(np.linspace(0, steps.size - 1, min(n, steps.size)).round().astype(int))
-    return [int(steps[i]) for i in idx]
+    return int(steps[np.argmin(np.abs(steps - start))])

@@ -145,7 +145,9 @@ def lineage_map(s: Settings, method: str = "pca") -> pd.DataFrame:
     from kltools.sources import lineages
 
     table, _ = lineages(s)
-    proj = model_map(finetuning_store(s).loglik, s, dim="model", method=method)
+    proj = model_map(
+        finetuning_store(s).loglik, s, dim="model", method=method, perplexity=s.ft_tsne_perplexity
+    )
     pts = proj.merge(
         table[["model", "parent", "type", "generation", "method", "domain"]], on="model"
     )

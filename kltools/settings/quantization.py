@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from kltools.config import Settings
 from kltools.pairs import PairSet, build_pairs
@@ -22,6 +24,7 @@ from kltools.settings.stores import quantization_store, resamples, text_position
 from kltools.sources.suite import scheme_info
 
 __all__ = [
+    "map_points",
     "PAPER_SCHEMES",
     "SCHEME_LABELS",
     "eight_bit",
@@ -214,3 +217,21 @@ def per_model_report(pairs: PairSet) -> str:
         f"{f.kl.min():.3g} bits/byte.\n"
         "- Whether these stand above the numerical floor is the subject of the next chapter."
     )
+
+
+def map_points(loglik: xr.DataArray, variants: Sequence[str] | None = ("8-bit",)) -> xr.DataArray:
+    """The quantization store's vectors (``(model, variant, text)``) as map points: every base
+    model (variant ``full``) and its copies of ``variants``.
+
+    ``variants`` are Fig. 3 setting names (``"8-bit"``: LLM.int8(), as the paper's Fig. 2a,
+    which shows the originals and their 8-bit copies only) or scheme names; None keeps every
+    copy.
+    """
+    from kltools.maps import flat_points
+
+    pts = flat_points(loglik, ("model", "variant"))
+    if variants is None:
+        return pts
+    schemes = {k for k, v in PAPER_SCHEMES.items() if v in variants} | set(variants)
+    keep = np.flatnonzero(np.isin(pts["variant"].values, ["full", *schemes]))
+    return pts.isel(point=keep).assign_coords(point=np.arange(keep.size))
