@@ -483,14 +483,16 @@ def note(findings: pd.DataFrame, *, excluded: bool) -> str:
     parts = []
     if copies:
         runs = sorted({r for r, _ in copies})
+        are = "checkpoint is a copy" if len(copies) == 1 else "checkpoints are copies"
         parts.append(
-            f"**{len(copies)} checkpoints are copies** of another checkpoint of their run "
+            f"**{len(copies)} {are}** of another checkpoint of their run "
             f"({', '.join(f'`{r}`' for r in runs)})"
         )
     if len(no_w):
-        parts.append(f"{len(no_w)} revisions have no weights")
+        parts.append(f"{len(no_w)} revision{'s have' if len(no_w) > 1 else ' has'} no weights")
     if len(missing):
-        parts.append(f"{len(missing)} vectors are missing (their pairs are left out)")
+        n = len(missing)
+        parts.append(f"{n} vector{'s are' if n > 1 else ' is'} missing (their pairs are left out)")
     text = f"{checked} " + "; ".join(parts) + "."
     if copies:
         text += (

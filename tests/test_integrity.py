@@ -236,3 +236,108 @@ def test_run_folder_copies_by_file_hash(tmp_path: Path, make_tiny_neox) -> None:
     sha = hashlib.sha256((run_dir / "step0" / "model.safetensors").read_bytes()).hexdigest()
     assert sha[:12] in found[found.step == 1].evidence.item()
     assert found.attrs["weights"] == 5
+
+
+# ------------------------------------------------------------------------------ the smoke suite
+
+#: the checkpoint made a byte copy of the one before it (a main size, in the Early window)
+COPY_RUN, COPY_STEP, COPY_OF = "smoke-m", 24, 16
+
+
+@pytest.fixture(scope="module")
+def copied_smoke(tmp_path_factory, smoke_suite_root):
+    """The smoke suite with ``smoke-m@step24`` replaced by a byte copy of ``step16`` (every
+    other run linked to the built suite), its own data root, and the consecutive chapter's
+    settings without preprocessing (so the reference KL below is the definition itself)."""
+    from kltools import book
+    from kltools import settings as S
+    from kltools.config import Settings
+
+    root = tmp_path_factory.mktemp("copied_suite")
+    (root / "smoke").mkdir()
+    for entry in (smoke_suite_root / "smoke").iterdir():
+        if entry.name == COPY_RUN:
+            shutil.copytree(entry, root / "smoke" / entry.name)
+        else:
+            (root / "smoke" / entry.name).symlink_to(entry)
+    run_dir = root / "smoke" / COPY_RUN
+    shutil.copyfile(
+        run_dir / f"step{COPY_OF}" / "model.safetensors",
+        run_dir / f"step{COPY_STEP}" / "model.safetensors",
+    )
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KLTOOLS_SUITE_ROOT", str(root))
+    mp.setenv("KLTOOLS_DATA_ROOT", str(tmp_path_factory.mktemp("copied_data")))
+    S.clear_caches()
+    doc = book.load_profile("smoke")
+    name = "consecutive"
+    params = book.resolve_parameters(name, doc, book.declared_parameters(book.notebook_path(name)))
+    yield Settings.from_parameters(params).replace(preprocess=False)
+    S.clear_caches()
+    mp.undo()
+
+
+def _bpb(a: np.ndarray, b: np.ndarray, text_bytes: np.ndarray) -> float:
+    """KL of two log-likelihood vectors from the definition: half the population variance of
+    their difference (nats per text), over B̄ ln 2 (bits per byte)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(np.mean((d - d.mean()) ** 2) / 2 / (np.mean(text_bytes) * math.log(2)))
+
+
+@pytest.mark.slow
+def test_smoke_copy_is_found_and_exclude_copies_drops_its_pairs(copied_smoke) -> None:
+    from kltools.settings import pretraining as P
+
+    s = copied_smoke
+    found = P.audit(s)
+    copies = found[found.finding == "copy"]
+    assert set(zip(copies.run, copies.step, copies.same_as, copies.check)) == {
+        (COPY_RUN, COPY_STEP, f"{COPY_RUN}@step{COPY_OF}", "vectors"),
+        (COPY_RUN, COPY_STEP, f"{COPY_RUN}@step{COPY_OF}", "weights"),
+    }
+    assert not (found.finding != "copy").any()
+    assert found.attrs["vectors"] == found.attrs["weights"] == found.attrs["checkpoints"]
+
+    ll = P.pretraining_store(s).loglik.sel(model=COPY_RUN).astype(np.float64)
+    tb = ll["text_bytes"].values
+    steps = [int(t) for t in ll.step.values]
+
+    def pairs(frame: pd.DataFrame) -> dict[tuple[int, int], float]:
+        own = frame[frame.model == COPY_RUN]
+        return dict(zip(zip(own.step, own.step_next), own.kl))
+
+    kept = pairs(P.consecutive(s, "sizes").frame)
+    assert list(kept) == list(zip(steps[:-1], steps[1:]))
+    assert kept[(COPY_OF, COPY_STEP)] == 0.0  # the authors' code keeps a pair of copies
+
+    left = s.replace(exclude_copies=True)
+    dropped = pairs(P.consecutive(left, "sizes").frame)
+    rest = [t for t in steps if t != COPY_STEP]
+    assert list(dropped) == list(zip(rest[:-1], rest[1:]))
+    for (t0, t1), kl in dropped.items():
+        ref = _bpb(ll.sel(step=t0).values, ll.sel(step=t1).values, tb)
+        assert kl == pytest.approx(ref, rel=1e-9), (t0, t1)
+    # Early loses the pair of copies; the other runs' pairs are untouched
+    early_kept = P.early(s).frame
+    early_left = P.early(left).frame
+    assert f"{COPY_RUN}@step{COPY_STEP}" in set(early_kept.b)
+    assert f"{COPY_RUN}@step{COPY_STEP}" not in set(early_left.a) | set(early_left.b)
+    others = early_kept[early_kept.model != COPY_RUN].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        others, early_left[early_left.model != COPY_RUN].reset_index(drop=True)
+    )
+    effect = P.copies_effect(s)
+    assert "Consecutive" in set(effect.setting)  # one pair fewer
+    changed = len(early_kept) != len(early_left) or (
+        early_kept.kl.median() != early_left.kl.median()
+    )
+    assert ("Early" in set(effect.setting)) == changed
+    if changed:
+        row = effect.set_index("setting").loc["Early"]
+        assert row["median (copies kept)"] == early_kept.kl.median()
+        assert row["median (copies left out)"] == early_left.kl.median()
+    assert "Size" not in set(effect.setting)  # the final checkpoints are not copies
+    text = P.integrity_note(s)
+    assert "1 checkpoint is a copy" in text and "exactly 0" in text and "Consecutive" in text
+    table = P.integrity(s)
+    assert table.set_index(["evidence", "finding"]).loc[("weight files", "copy"), "found"] == 1
