@@ -341,3 +341,75 @@ def test_smoke_copy_is_found_and_exclude_copies_drops_its_pairs(copied_smoke) ->
     assert "1 checkpoint is a copy" in text and "exactly 0" in text and "Consecutive" in text
     table = P.integrity(s)
     assert table.set_index(["evidence", "finding"]).loc[("weight files", "copy"), "found"] == 1
+
+
+# ------------------------------------------------------------------------------ the rehearsal hub
+
+
+@pytest.fixture(scope="module")
+def rehearsal_cache(shared_build) -> Path:
+    """The smoke rehearsal's hub cache (built once per run, as ``tests/test_rehearsal.py``)."""
+    from kltools.rehearsal import build_rehearsal
+
+    given = os.environ.get("KLTOOLS_TEST_REHEARSAL")
+    with shared_build("rehearsal", given) as root:
+        build_rehearsal(root, smoke=True, jobs=1, verbose=False)
+    return root / "hub"
+
+
+@pytest.mark.slow
+def test_rehearsal_hub_audit(rehearsal_cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """On the rehearsal hub the audit's copies are the revisions whose weight files hash alike
+    (hashed here, from the bytes); today there are none: its step0 and step1 differ, unlike the
+    real hub's. A revision made to serve step0's weight blob, as the hub does, is a copy."""
+    from huggingface_hub import constants
+
+    from kltools.config import Settings
+    from kltools.rehearsal.hubcache import cached_revisions, repo_folder
+    from kltools.sources import pretraining_runs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(rehearsal_cache))
+    runs = pretraining_runs(Settings(profile="pythia"))
+    found = I.audit(None, runs)
+    expected, n_held = set(), 0
+    for r in runs:
+        revs = cached_revisions(rehearsal_cache, r.spec_base)
+        content = {}
+        for t in r.steps:
+            if f"step{t}" not in revs:
+                continue
+            snap = repo_folder(rehearsal_cache, r.spec_base) / "snapshots" / revs[f"step{t}"]
+            files = sorted(snap.glob("*.safetensors")) or sorted(snap.glob("*.bin"))
+            content[t] = frozenset(hashlib.sha256(f.read_bytes()).hexdigest() for f in files)
+            if not files:
+                expected.add((r.model, t, "no weights", None))
+        n_held += len(content)
+        for t, key in content.items():
+            same = sorted(u for u, k in content.items() if k == key and k)
+            keep = max(r.steps) if max(r.steps) in same else (same[0] if same else t)
+            if t != keep:
+                expected.add((r.model, t, "copy", f"{r.model}@step{keep}"))
+    assert _findings(found) == expected
+    assert found.attrs["weights"] == n_held > 0
+
+    # a copy of pythia-410m's cache folder in which step1's snapshot links to step0's blobs
+    repo = "EleutherAI/pythia-410m"
+    cache = tmp_path / "hub"
+    src, dst = repo_folder(rehearsal_cache, repo), repo_folder(cache, repo)
+    dst.mkdir(parents=True)
+    (dst / "blobs").symlink_to(src / "blobs")
+    shutil.copytree(src / "refs", dst / "refs")
+    shutil.copytree(src / "snapshots", dst / "snapshots", symlinks=True)
+    revs = cached_revisions(cache, repo)
+    step1 = dst / "snapshots" / revs["step1"]
+    for link in step1.glob("*.safetensors"):
+        target = os.readlink(dst / "snapshots" / revs["step0"] / link.name)
+        link.unlink()
+        link.symlink_to(target)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    run = next(r for r in runs if r.spec_base == repo)
+    found = I.audit(None, [run])
+    assert _findings(found) == {(run.model, 1, "copy", f"{run.model}@step0")}
+    blob = Path(os.readlink(step1 / "model.safetensors")).name
+    assert blob[:12] in found.evidence.item()
