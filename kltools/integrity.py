@@ -51,6 +51,7 @@ __all__ = [
     "copies_of",
     "drop_copies",
     "group_copies",
+    "listing_weights",
     "missing_vectors",
     "note",
     "summary",
@@ -262,14 +263,9 @@ def _cached_weights(repo: str, revision: str, cache: str | os.PathLike[str]) -> 
     return Weights(tuple(files), "hub cache")
 
 
-def _hub_weights(repo: str, revision: str) -> Weights | None:
-    """A revision's weights from the hub's file listing (needs the network); None on failure."""
-    from huggingface_hub import HfApi
-
-    try:
-        info = HfApi().model_info(repo, revision=revision, files_metadata=True)
-    except Exception:  # network errors of every flavour: the revision is simply not checked
-        return None
+def listing_weights(info: Any) -> Weights:
+    """The weights of a revision from the hub's listing (a ``huggingface_hub.ModelInfo``
+    fetched with ``files_metadata=True``): each LFS weight file's ``lfs.sha256``."""
     sha = {
         s.rfilename: s.lfs.sha256
         for s in info.siblings or []
@@ -277,6 +273,17 @@ def _hub_weights(repo: str, revision: str) -> Weights | None:
     }
     names = _weight_files(n for n in sha if "/" not in n)
     return Weights(tuple((n, sha[n]) for n in names), "hub")
+
+
+def _hub_weights(repo: str, revision: str) -> Weights | None:
+    """A revision's weights from the hub (needs the network); None when it cannot be asked."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(repo, revision=revision, files_metadata=True)
+    except Exception:  # network errors of every flavour: the revision is simply not checked
+        return None
+    return listing_weights(info)
 
 
 def checkpoint_weights(spec: str, *, online: bool | None = None) -> Weights | None:
@@ -313,11 +320,20 @@ def weight_audit(runs: Sequence[Run], *, online: bool | None = None) -> pd.DataF
     """Copies (identical weight files) and revisions without weights, run by run.
 
     The table has :data:`COLUMNS`; its ``attrs["checked"]`` counts the checkpoints whose
-    weights could be read.
+    weights could be read (a checkpoint that cannot be read is not checked). Read in 8
+    threads: asking the hub for many revisions is network-bound.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     rows, checked = [], 0
+    asked = [(run, t) for run in runs for t in run.steps]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # the hub's listings are network-bound
+        read = list(
+            pool.map(lambda rt: checkpoint_weights(rt[0].spec(rt[1]), online=online), asked)
+        )
+    found = {(run.model, t): w for (run, t), w in zip(asked, read)}
     for run in runs:
-        weights = {t: checkpoint_weights(run.spec(t), online=online) for t in run.steps}
+        weights = {t: found[(run.model, t)] for t in run.steps}
         weights = {t: w for t, w in weights.items() if w is not None}
         checked += len(weights)
         for t, w in weights.items():
@@ -479,7 +495,10 @@ def note(findings: pd.DataFrame, *, excluded: bool) -> str:
         f"of {a.get('weights', 0)} checkpoints, run by run."
     )
     if not copies and not len(no_w) and not len(missing):
-        return f"{checked} No checkpoint is a copy of another, every revision read has weights and no vector is missing."
+        return (
+            f"{checked} No checkpoint is a copy of another (a pair of copies would have a KL of "
+            "exactly 0), every revision read has weights and no vector is missing."
+        )
     parts = []
     if copies:
         runs = sorted({r for r, _ in copies})

@@ -413,3 +413,28 @@ def test_rehearsal_hub_audit(rehearsal_cache: Path, tmp_path: Path, monkeypatch)
     assert _findings(found) == {(run.model, 1, "copy", f"{run.model}@step0")}
     blob = Path(os.readlink(step1 / "model.safetensors")).name
     assert blob[:12] in found.evidence.item()
+
+
+def test_the_hubs_listing_gives_the_lfs_sha256_of_the_weight_files() -> None:
+    """What the online check reads (tests run offline): a listing as the hub's API returns it."""
+    from huggingface_hub.hf_api import ModelInfo
+
+    def lfs(name: str, sha: str) -> dict:
+        return {"rfilename": name, "size": 9, "lfs": {"size": 9, "sha256": sha, "pointerSize": 134}}
+
+    info = ModelInfo(
+        id=REPO,
+        sha="0" * 40,
+        siblings=[
+            {"rfilename": "config.json", "size": 5},
+            lfs("pytorch_model.bin", "b" * 64),
+            lfs("model.safetensors", "a" * 64),
+            lfs("subfolder/model.safetensors", "c" * 64),
+        ],
+    )
+    got = I.listing_weights(info)
+    assert got.files == (("model.safetensors", "a" * 64),) and got.where == "hub"
+    only_bin = ModelInfo(id=REPO, sha="0" * 40, siblings=[lfs("pytorch_model.bin", "b" * 64)])
+    assert I.listing_weights(only_bin).key == frozenset({"b" * 64})
+    empty = ModelInfo(id=REPO, sha="0" * 40, siblings=[{"rfilename": "config.json", "size": 5}])
+    assert I.listing_weights(empty).files == ()
