@@ -65,7 +65,7 @@ def imported_store(tmp_path_factory) -> tuple[Path, dict[tuple[str, int], np.nda
         ("b", 2): ulp,
         ("b", 4): nan_some,  # NaN for one text (the release's missing entries are all-NaN)
         ("b", 8): np.full(len(TEXTS.ids), np.nan, np.float32),  # the release's None
-        # a@… and b@… at every step, except ("b", …) lacks nothing else; c lacks step 2
+        # c has no vector at step 2 (absent from the store: NaN in its grid)
         ("c", 0): v[3],
         ("c", 1): v[5],
         ("c", 4): v[4],
