@@ -42,6 +42,7 @@ class Settings:
     after_step: int = 64
     early_later_k: int = 10
     consecutive_fractions: tuple[float, ...] = (0.07, 0.35, 0.70)
+    exclude_copies: bool = False  # leave out checkpoints that copy another (kltools.integrity)
     # chapter 1 (Monte Carlo)
     mc_pairs: tuple[str, ...] = ("near_late", "near_late2", "mid", "seed", "size", "early_late")
     mc_samples: int = 256

@@ -13,6 +13,9 @@ Definitions (paper §3.1, as the authors' code builds them):
   A checkpoint that is missing (excluded) removes the pairs it would be part of.
 - **Seed**: every pair of the seed runs at their last common step; **Size**: every pair of the
   main sizes at their last common step.
+- **Copies** (:mod:`kltools.integrity`): a checkpoint identical to another of its run (the hub
+  serves some) stays in every setting, as in the authors' code, with its KL of 0
+  (:func:`integrity_note` says so); ``exclude_copies`` leaves the copies out (:func:`group`).
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ from kltools.settings.stores import pretraining_store, resamples, text_positions
 
 __all__ = [
     "Group",
+    "audit",
     "consecutive",
+    "copies_effect",
     "early",
     "group",
+    "integrity",
+    "integrity_note",
     "later",
     "reference_model",
     "seed",
@@ -97,7 +104,9 @@ class Group:
 def group(s: Settings, name: str) -> Group:
     """The runs of group ``name`` (main ``sizes``, ``seeds``, or ``all``), preprocessed on their own.
 
-    With ``s.preprocess`` False the raw log-likelihoods and all texts are kept.
+    With ``s.preprocess`` False the raw log-likelihoods and all texts are kept. With
+    ``s.exclude_copies`` the checkpoints :func:`audit` calls copies are NaN (left out of every
+    pair, like an excluded checkpoint) before the preprocessing.
     """
     from kltools.analysis import pretraining_preprocess
 
@@ -112,6 +121,10 @@ def group(s: Settings, name: str) -> Group:
     if name == "sizes":
         models = models[np.argsort(ds["n_params"].values[keep], kind="stable")]
     ll = ds.loglik.sel(model=models).astype(np.float64)
+    if s.exclude_copies:
+        from kltools.integrity import drop_copies
+
+        ll = drop_copies(ll, audit(s))
     if len(models) == 0:
         raise KLToolsError(f"profile {s.profile!r} has no runs in the {name} group")
     info: dict[str, Any] = {"n_kept": ll.sizes["text"], "dropped": np.zeros(0, dtype=int)}
@@ -123,6 +136,83 @@ def group(s: Settings, name: str) -> Group:
             after_step=s.after_step,
         )
     return Group(name, ll, text_positions(s, ll), info)
+
+
+@functools.lru_cache(maxsize=4)
+def _audit(s: Settings) -> pd.DataFrame:
+    from dataclasses import replace
+
+    from kltools import integrity
+    from kltools.sources import can, pretraining_runs
+
+    ds = pretraining_store(s)
+    held = {int(t) for t in ds["step"].values}
+    runs = [replace(r, steps=tuple(t for t in r.steps if t in held)) for r in pretraining_runs(s)]
+    return integrity.audit(ds.loglik, runs, weights=can(s, "weights"))
+
+
+def audit(s: Settings) -> pd.DataFrame:
+    """The checkpoint-integrity findings of the pretraining runs (:func:`kltools.integrity.audit`).
+
+    Over the store's vectors and, where the source has weights, the checkpoints' weight files,
+    at the store's steps. Does not depend on ``exclude_copies`` or the preprocessing.
+    """
+    return _audit(s.replace(exclude_copies=False, preprocess=True)).copy()
+
+
+def integrity(s: Settings) -> pd.DataFrame:
+    """The audit as a short table for a page (:func:`kltools.integrity.summary`)."""
+    from kltools.integrity import summary
+
+    return summary(audit(s))
+
+
+def copies_effect(s: Settings) -> pd.DataFrame:
+    """Each pretraining setting's median KL with the copies kept and left out, where they differ.
+
+    Columns ``setting``, ``pairs (copies kept)``, ``median (copies kept)``, ``pairs (copies
+    left out)``, ``median (copies left out)`` (bits/byte); one row per setting (Later, Early,
+    Seed, Size, Consecutive of the main sizes) whose pairs or median change; empty when none.
+    """
+    cols = ["setting", "pairs (copies kept)", "median (copies kept)"]
+    cols += ["pairs (copies left out)", "median (copies left out)"]
+    rows = []
+    for name, fn in (
+        ("Later", later),
+        ("Early", early),
+        ("Seed", seed),
+        ("Size", size),
+        ("Consecutive", lambda x: consecutive(x, "sizes")),
+    ):
+        kept = fn(s.replace(exclude_copies=False)).frame.kl
+        try:
+            left = fn(s.replace(exclude_copies=True)).frame.kl
+        except KLToolsError:  # leaving the copies out leaves too few checkpoints for the setting
+            left = pd.Series(dtype=np.float64)
+        same_median = bool(kept.median() == left.median()) or (kept.empty and left.empty)
+        if len(kept) != len(left) or not same_median:
+            rows.append([name, len(kept), float(kept.median()), len(left), float(left.median())])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def integrity_note(s: Settings) -> str:
+    """One Markdown paragraph: what the audit found, and what the settings do with the copies
+    (with each changed median, copies kept and left out)."""
+    from kltools.integrity import copies_of, note
+
+    found = audit(s)
+    text = note(found, excluded=s.exclude_copies)
+    if copies_of(found):
+        effect = copies_effect(s)
+        if len(effect):
+            changes = "; ".join(
+                f"{name} {a:.3g} → {b:.3g} bits/byte ({n} → {m} pairs)"
+                for name, n, a, m, b in effect.itertuples(index=False, name=None)
+            )
+            text += f" Median with the copies kept → left out: {changes}."
+        else:
+            text += " Leaving them out changes no setting's median."
+    return text
 
 
 def _pairs(
