@@ -41,8 +41,18 @@ def _texts(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
-def release_contents(n_texts: int = 40, n_models: int = 12, seed: int = 0) -> dict[str, Any]:
-    """The contents of a fixture release (the arguments of ``write_release``)."""
+#: a subset of the steps for tests that import every checkpoint (each unit costs a store write)
+IMPORT_STEPS: tuple[int, ...] = (
+    0, 1, 2, 512, 1000, 2000, 3000, 12000, 40000, 53000, 54000, 88000, 111000, 115000,
+    116000, 117000, 142000, 143000,
+)  # fmt: skip
+
+
+def release_contents(
+    n_texts: int = 40, n_models: int = 12, seed: int = 0, steps: tuple[int, ...] = STEPS
+) -> dict[str, Any]:
+    """The contents of a fixture release (the arguments of ``write_release``); ``steps``: the
+    checkpoints the pretraining file holds (default all 154)."""
     rng = np.random.default_rng(seed)
     texts = _texts(rng, n_texts)
     n_bytes = np.asarray([len(t.encode("utf-8")) for t in texts], dtype=np.float64)
@@ -51,7 +61,7 @@ def release_contents(n_texts: int = 40, n_models: int = 12, seed: int = 0) -> di
     for r, run in enumerate(RUNS):
         walk = base + rng.normal(0, 5, n_texts) * (1 + r % 5)
         per: dict[int, np.ndarray | None] = {}
-        for step in STEPS:
+        for step in steps:
             walk = walk + rng.normal(0, 20.0 / (1 + step / 1000), n_texts)
             per[step] = (walk + 0.5 * np.log1p(step)).astype(np.float32)
         for missing_run, step in MISSING_CHECKPOINTS:
@@ -60,8 +70,8 @@ def release_contents(n_texts: int = 40, n_models: int = 12, seed: int = 0) -> di
         if run == ANOMALOUS[0]:
             per[ANOMALOUS[1]] = (per[ANOMALOUS[1]] - 300 * rng.random(n_texts)).astype(np.float32)
         if run == COPY_RUN:
-            last = per[STEPS[-1]]
-            for step in STEPS:
+            last = per[steps[-1]]
+            for step in steps:
                 if step <= COPY_UNTIL:
                     per[step] = last.copy()
         pretraining[run] = per

@@ -28,6 +28,7 @@ written beside the stores, and ``weight_distances.csv`` (:func:`weight_distances
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -139,14 +140,19 @@ def _write_store(
     header: dict[str, Any],
     log: Callable[[str], None] | None,
 ) -> Path:
-    """Build the store in a temporary sibling and swap it in; keep one from the same files."""
+    """Build the store in a temporary sibling and swap it in; keep one already imported from the
+    same files with the same units (attr ``released_import_key``)."""
     from kltools import store as kstore
 
+    cols = [flat[k].values for k in [*kstore.unit_labels(flat), "spec", "quantization"]]
+    labels = [[str(c[j]) for c in cols] for j in range(flat.sizes["unit"])]
+    key = hashlib.sha256(
+        json.dumps([header["released_files"], header.get("missing_units"), labels]).encode()
+    ).hexdigest()
+    header = {**header, "released_import_key": key}
     if (path / "zarr.json").is_file():
         attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
-        if attrs.get("released_files") == header["released_files"] and attrs.get(
-            "missing_units"
-        ) == header.get("missing_units"):
+        if attrs.get("released_import_key") == key:
             if log:
                 log(f"kltools: {path.name} already imported from these files; kept")
             return path
@@ -212,6 +218,13 @@ def import_release(
     models = rel.model_list()
     row_of = {m: i for i, m in enumerate(models)}
     out: dict[str, Path] = {}
+    chosen = list(models) if finetuning_models is None else list(finetuning_models)
+    unknown = [m for m in chosen if m not in row_of]
+    if unknown:
+        raise KLToolsError(
+            f"fine-tuning model {unknown[0]} is not in the release's {MODEL_LIST} "
+            f"({len(unknown)} such); give models of the list"
+        )
 
     texts_path = out_dir / "texts.jsonl"
     if not texts_path.is_file() or _textset_sha(texts_path) != ts.sha256:
@@ -258,13 +271,6 @@ def import_release(
     out["quantization"] = _write_store(out_dir / "quantization.zarr", flat, header, log)
 
     # fine-tuning: the oyama rows of the given models
-    chosen = list(models) if finetuning_models is None else list(finetuning_models)
-    unknown = [m for m in chosen if m not in row_of]
-    if unknown:
-        raise KLToolsError(
-            f"fine-tuning model {unknown[0]} is not in the release's {MODEL_LIST} "
-            f"({len(unknown)} such); give models of the list"
-        )
     idx = np.asarray([row_of[m] for m in dict.fromkeys(chosen)], dtype=np.int64)
     units = [({"model": models[i]}, models[i], None) for i in idx]
     header = _header(text_side, None, _provenance(rel, [OYAMA]))
