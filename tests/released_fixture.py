@@ -65,9 +65,9 @@ def release_contents(
             walk = walk + rng.normal(0, 20.0 / (1 + step / 1000), n_texts)
             per[step] = (walk + 0.5 * np.log1p(step)).astype(np.float32)
         for missing_run, step in MISSING_CHECKPOINTS:
-            if missing_run == run:
+            if missing_run == run and step in per:
                 per[step] = None
-        if run == ANOMALOUS[0]:
+        if run == ANOMALOUS[0] and ANOMALOUS[1] in per:
             per[ANOMALOUS[1]] = (per[ANOMALOUS[1]] - 300 * rng.random(n_texts)).astype(np.float32)
         if run == COPY_RUN:
             last = per[steps[-1]]
