@@ -205,15 +205,16 @@ def fetch(
     commit: str = PINNED_COMMIT,
     progress: bool = True,
     *,
-    raw_base: str = RAW_BASE,
-    media_base: str = MEDIA_BASE,
+    raw_base: str | None = None,
+    media_base: str | None = None,
     files: tuple[str, ...] = ALL_FILES,
 ) -> Path:
     """Download the release into ``to`` (default :func:`default_dir`) and write its manifest.
 
     Files already complete in ``to`` (listed in an earlier manifest of the same commit and
     passing its check) are kept; interrupted ones are resumed. ``raw_base`` and
-    ``media_base`` name the hosts (tests point them at a local server).
+    ``media_base`` name the hosts (default :data:`~kltools.released.manifest.RAW_BASE` and
+    ``MEDIA_BASE``; tests point them at a local server).
 
     Returns
     -------
@@ -226,6 +227,8 @@ def fetch(
         Offline (one line: what to download and where to put it), an HTTP error, a download
         that keeps breaking off, or an LFS file that does not match its pointer.
     """
+    raw_base = raw_base or RAW_BASE
+    media_base = media_base or MEDIA_BASE
     dest = Path(to) if to is not None else default_dir()
     dest.mkdir(parents=True, exist_ok=True)
     old = read_manifest(dest)
