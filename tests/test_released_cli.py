@@ -64,9 +64,11 @@ def test_import_then_write_round_trips(release, tmp_path: Path, capsys) -> None:
     rel = open_release(back)
     assert rel.texts() == tuple(c["texts"])
     pre = rel.pretraining()
+    assert 116000 not in pre["1b"]  # the paper's exclusion: not imported, so not exported
     for run, per in c["pretraining"].items():
         for step, v in per.items():
-            np.testing.assert_array_equal(pre[run][step], v)
+            if (run, step) != ("1b", 116000):
+                np.testing.assert_array_equal(pre[run][step], v)
     ms = c["model_list"]
     assert rel.model_list()[:12] == tuple(ms)
     for i, m in enumerate(ms):

@@ -205,5 +205,8 @@ def test_a_copy_named_by_the_environment(tmp_path: Path, monkeypatch) -> None:
 def test_release_dir_offline_without_download(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("KLTOOLS_RELEASED_DIR", raising=False)
     monkeypatch.setenv("KLTOOLS_DATA_ROOT", str(tmp_path / "data"))
-    with pytest.raises(KLToolsError, match="not downloaded yet.*into .*released/kl-scale-data"):
+    with pytest.raises(
+        KLToolsError,
+        match="not downloaded yet: run kltools released fetch .* into .*released/kl-scale-data",
+    ):
         release_dir(download=False)

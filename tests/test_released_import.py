@@ -51,10 +51,23 @@ def test_pretraining_units_are_those_the_pythia_route_writes(imported) -> None:
             else:
                 assert stored[(r.model, t)] == r.spec(t)
     assert ("pythia-410m-seed3", 1000) in stored and ("pythia-410m-seed4", 1000) in stored
-    assert ("pythia-1b", ANOMALOUS[1]) in stored  # imported as released; the settings drop it
-    assert len(stored) == 14 * len(IMPORT_STEPS) - len(MISSING_CHECKPOINTS)
+    # the paper's excluded checkpoint is left out, as the extraction route leaves it out
+    assert ("pythia-1b", ANOMALOUS[1]) not in stored
+    assert len(stored) == 14 * len(IMPORT_STEPS) - len(MISSING_CHECKPOINTS) - 1
     missing = json.loads(flat.attrs["missing_units"])
     assert sorted(missing) == sorted(f"{r}@{s}" for r, s in MISSING_CHECKPOINTS)
+    assert json.loads(flat.attrs["excluded_units"]) == ["1b@116000"]
+
+
+def test_exclude_nothing_keeps_the_anomalous_checkpoint(tmp_path: Path) -> None:
+    c = write_fixture_release(tmp_path / "rel", steps=(115000, 116000, 143000))
+    paths = import_release(open_release(tmp_path / "rel"), tmp_path / "data", exclude=())
+    ds = open_store(paths["pretraining"], dims=("model", "step"))
+    np.testing.assert_array_equal(
+        ds.loglik.sel(model="pythia-1b", step=ANOMALOUS[1]).values,
+        c["pretraining"]["1b"][ANOMALOUS[1]],
+    )
+    assert json.loads(ds.attrs["excluded_units"]) == []
 
 
 def test_pretraining_values_and_texts(imported) -> None:

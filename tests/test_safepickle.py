@@ -141,3 +141,18 @@ def test_protocol2_bytes_codec_other_than_latin1_is_refused() -> None:
     data = b"\x80\x02c_codecs\nencode\nq\x00X\x01\x00\x00\x00aX\x09\x00\x00\x00rot13_zzzq\x01\x86q\x02Rq\x03."
     with pytest.raises(KLToolsError, match="not a readable pickle"):
         safe_loads(data)
+
+
+def test_import_vectors_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None:
+    from kltools.exchange import import_vectors
+    from kltools.texts import TextSet
+
+    texts = TextSet("t", ["a", "b"], ["one text", "another text"])
+    marker = tmp_path / "ran"
+    path = tmp_path / "vectors.pkl"
+    path.write_bytes(pickle.dumps({"m": np.zeros(2), "x": _Payload(str(marker))}))
+    with pytest.raises(KLToolsError, match="refused to load the pickle"):
+        import_vectors(path, tmp_path / "s.zarr", texts=texts)
+    assert not marker.exists() and not (tmp_path / "s.zarr").exists()
+    path.write_bytes(pickle.dumps({"m": np.array([-1.0, -2.0]), "n": np.array([-3.0, -4.0])}))
+    assert len(import_vectors(path, tmp_path / "s.zarr", texts=texts)) == 2

@@ -14,6 +14,7 @@ already has), else ``<data root>/released/kl-scale-data``, downloaded there on f
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import sys
@@ -128,10 +129,7 @@ def _download(url: str, part: Path, name: str, progress: bool) -> int:
                     while block := resp.read(_CHUNK):
                         fh.write(block)
                         advance(len(block))
-            except (OSError, ConnectionError, TimeoutError) as exc:
-                last = exc
-                continue
-            except Exception as exc:  # http.client.IncompleteRead and the like
+            except (OSError, http.client.HTTPException) as exc:  # a dropped connection
                 last = exc
                 continue
         size = part.stat().st_size
@@ -273,5 +271,9 @@ def release_dir(*, download: bool = True, log: Callable[[str], None] | None = No
         verify(d)
         return d
     if not download:
-        raise KLToolsError(_offline_message(d, PINNED_COMMIT, "not downloaded yet"))
+        raise KLToolsError(
+            f"the authors' release is not downloaded yet: run kltools released fetch (it puts "
+            f"{FOLDER} of github.com/{REPOSITORY} at commit {PINNED_COMMIT[:12]} into {d}), or "
+            f"set {ENV} to a folder holding it"
+        )
     return fetch(d)

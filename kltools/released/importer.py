@@ -8,6 +8,9 @@ every setting reads them unchanged:
     one unit per (run, step): ``{"model": "pythia-410m" | "pythia-410m-seed1" | … ,
     "step": int}``, spec ``EleutherAI/pythia-410m@step1000``. A checkpoint the release has as
     ``None`` is a missing unit, listed in the attr ``missing_units`` (JSON list of run@step).
+    A checkpoint the paper excludes (:data:`kltools.sources.pythia.EXCLUDED`:
+    ``pythia-1b@116000``) is left out as the extraction route leaves it out (the settings
+    read its absence as the exclusion), listed in ``excluded_units``; ``exclude=()`` keeps it.
 ``quantization.zarr``
     ``{"model": <hub id>, "variant": "full" | "bnb-int8" | "bnb-fp4"}`` (quantization
     ``int8`` / ``fp4`` on the copies, as a load-time bitsandbytes unit); ``full`` is the
@@ -33,7 +36,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -187,6 +190,7 @@ def import_release(
     data_dir: Any,
     *,
     finetuning_models: Sequence[str] | None = None,
+    exclude: Collection[tuple[str, int]] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """Write the release's vectors as stores in ``data_dir``; return ``{name: path}``.
@@ -199,6 +203,9 @@ def import_release(
         Where the stores go (a profile's data root).
     finetuning_models : sequence of str, optional
         Hub ids whose oyama rows form ``finetuning.zarr`` (default: every listed model).
+    exclude : collection of (model, step), optional
+        Checkpoints to leave out of ``pretraining.zarr``, by store label (default: the
+        paper's exclusions, as the ``pythia`` profile's extraction leaves them out).
     log : callable, optional
         One line per store.
 
@@ -235,19 +242,29 @@ def import_release(
 
     # pretraining
     pre = rel.pretraining()
-    units, vectors, missing = [], [], []
+    if exclude is None:
+        from kltools.sources.pythia import EXCLUDED as exclude
+    left_out = {(str(m), int(t)) for m, t in exclude}
+    units, vectors, missing, excluded = [], [], [], []
     for run, per in pre.items():
         for step, v in per.items():
+            model = run_model(run)
+            if (model, int(step)) in left_out:
+                excluded.append(f"{run}@{step}")
+                continue
             if v is None:
                 missing.append(f"{run}@{step}")
                 continue
-            model = run_model(run)
             units.append(
                 ({"model": model, "step": int(step)}, f"EleutherAI/{model}@step{step}", None)
             )
             vectors.append(v)
     prov = _provenance(rel, [PRETRAINING])
-    header = {**_header(text_side, None, prov), "missing_units": json.dumps(missing)}
+    header = {
+        **_header(text_side, None, prov),
+        "missing_units": json.dumps(missing),
+        "excluded_units": json.dumps(excluded),
+    }
     flat = _flat(units, _stack(vectors, ts), text_side, None, now, PRETRAINING)
     out["pretraining"] = _write_store(out_dir / "pretraining.zarr", flat, header, log)
 
