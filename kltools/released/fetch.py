@@ -115,7 +115,7 @@ def _download(url: str, part: Path, name: str, progress: bool) -> int:
                 return start
             raise KLToolsError(f"{name}: {url} answered HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            if start == 0 and last is None:
+            if last is None:  # unreachable from the start: offline
                 raise _Offline(str(getattr(exc, "reason", exc))) from None
             last = exc
             continue

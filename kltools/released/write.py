@@ -172,9 +172,11 @@ def export_stores(
 
     Reads ``pretraining.zarr`` (models ``pythia-<run>`` at the Pythia steps become the runs
     and steps of ``pretraining_logp.pkl``), ``quantization.zarr`` (``full`` rows, and the
-    ``bnb-int8``/``bnb-fp4`` copies as the 8-/4-bit files), ``layers_L*.zarr`` (the layer
-    file, keyed by hub id) and ``finetuning.zarr`` (more rows of the model matrix), whichever
-    exist. The model list holds the quantized models, then the layer models, then the
+    ``bnb-int8``/``bnb-fp4`` copies as the 8-/4-bit files; ``model`` is the hub id),
+    ``layers_L*.zarr`` (the layer file, keyed by the hub id of each unit's spec, without its
+    ``@revision``) and ``finetuning.zarr`` (more rows of the model matrix, ``model`` is the hub
+    id), whichever exist; other stores, runs and steps are not part of the layout and are
+    left out. The model list holds the quantized models, then the layer models, then the
     fine-tuning models; a model's row is its full vector (for a layer model: its last layer,
     the model's own output). Types and parents come from ``lineages`` (a table with ``model``,
     ``parent``, ``type``; default none: every model ``others``). No weight distances (an empty
@@ -252,7 +254,7 @@ def export_stores(
         flat, sub = opened("finetuning.zarr")
         use(sub)
         for labels, v in _rows(flat):
-            m = _hub_id(labels["spec"])
+            m = str(labels["model"])  # the hub id (the lineage table's model)
             full.setdefault(m, v)
             order.append(m)
     if text_set is None:
