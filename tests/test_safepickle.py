@@ -156,3 +156,14 @@ def test_import_vectors_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None:
     assert not marker.exists() and not (tmp_path / "s.zarr").exists()
     path.write_bytes(pickle.dumps({"m": np.array([-1.0, -2.0]), "n": np.array([-3.0, -4.0])}))
     assert len(import_vectors(path, tmp_path / "s.zarr", texts=texts)) == 2
+
+
+def test_pickles_written_by_numpy_1_load() -> None:
+    # numpy 1 names its helpers numpy.core.*; protocol 2 writes globals as text lines
+    arrays = {"a": np.arange(4, dtype=np.float32), "s": np.float64(0.5)}
+    data = pickle.dumps(arrays, protocol=2)
+    old = data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert old != data and b"numpy._core" not in old
+    got = safe_loads(old)
+    np.testing.assert_array_equal(got["a"], arrays["a"])
+    assert got["s"] == 0.5
