@@ -6,6 +6,7 @@ Subcommands are registered by the modules that own them (each exposes
 - ``kltools extract`` / ``kl`` / ``export`` / ``import`` -> :mod:`kltools.cli`
 - ``kltools suite build|list``         -> :mod:`kltools.suite.cli`
 - ``kltools rehearsal build|list``     -> :mod:`kltools.rehearsal.cli`
+- ``kltools released fetch|check|write|import`` -> :mod:`kltools.released.cli`
 - ``kltools book build|chapter|check``  -> :mod:`kltools.book`
 
 Errors of the user's making (:class:`kltools.errors.KLToolsError`) are printed as one line
@@ -21,7 +22,13 @@ import sys
 from kltools.errors import KLToolsError
 
 #: Modules that contribute subcommands, in help order.
-CLI_MODULES = ("kltools.cli", "kltools.suite.cli", "kltools.rehearsal.cli", "kltools.book")
+CLI_MODULES = (
+    "kltools.cli",
+    "kltools.suite.cli",
+    "kltools.rehearsal.cli",
+    "kltools.released.cli",
+    "kltools.book",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,17 +14,19 @@
     The reverse, from a ``.nc`` or ``.csv`` written by the export (or by hand in the same
     shape), or from a pickle of ``{name: array}`` (for instance released log-likelihood
     vectors: one float array of summed log-likelihoods in nats per model, in the order of a
-    text set, which must be given). Imported units join the store like extracted ones (same
+    text set, which must be given; read by the restricted unpickler of
+    :mod:`kltools.safepickle`, so a pickle that would run code is refused unread). Imported units join the store like extracted ones (same
     text-set, BOS-policy and layer guards) and every analysis reads them; their ``run``
     record names the file they came from. ``n_tokens`` is -1 where the source has none.
 
-Pickles can run code when loaded: import only pickles you trust.
+Pickles are read with :func:`kltools.safepickle.safe_load`, which accepts only containers,
+scalars and numpy arrays and refuses a pickle that names anything else (which could run code)
+before it runs.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -185,8 +187,9 @@ def _flat_from_csv(source: Path) -> Any:
 def _flat_from_pickle(source: Path, dim: str) -> Any:
     import xarray as xr
 
-    with open(source, "rb") as fh:
-        obj = pickle.load(fh)  # noqa: S301 - documented: import only trusted pickles
+    from kltools.safepickle import safe_load
+
+    obj = safe_load(source)
     if not isinstance(obj, Mapping) or not obj:
         raise KLToolsError(f"{source} does not hold a non-empty {{name: array}} mapping")
     names = [str(k) for k in obj]
