@@ -66,6 +66,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "summaries": ("chapter", "setting", "statistic", "value", "n_pairs"),
     "claims": ("chapter", "claim", "verdict", "reason"),
     "deviations": ("chapter", "topic", "paper", "ours", "why"),
+    "findings": ("chapter", "run", "step", "finding", "same_as", "evidence"),
 }
 
 _SUFFIX = ".results.json"
@@ -82,6 +83,7 @@ class ChapterResults:
     summaries: list[dict[str, Any]] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
     deviations: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
     created: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -84,3 +84,31 @@ def test_unreadable_file_one_line(tmp_path):
         read_results(tmp_path / "x.results.json")
     with pytest.raises(KLToolsError, match="execute the chapter first"):
         read_results(tmp_path / "missing.results.json")
+
+
+def test_integrity_findings_are_saved_once_per_chapter_and_listed(tmp_path, monkeypatch):
+    """A chapter's integrity findings go into its results file, and ``book results`` lists a
+    checkpoint found by two chapters once."""
+    import pandas as pd
+
+    from kltools import chapter_results
+    from kltools.book.scoreboard import format_results
+    from kltools.config import Settings
+
+    monkeypatch.setenv("KLTOOLS_BUILD_ROOT", str(tmp_path))
+    found = pd.DataFrame(
+        [
+            {"run": "r", "step": 1, "finding": "copy", "same_as": "r@0", "evidence": "same vector",
+             "check": "vectors"},
+            {"run": "r", "step": 8, "finding": "missing vector", "same_as": "", "evidence": "NaN",
+             "check": "store"},
+        ]
+    )  # fmt: skip
+    s = Settings(profile="smoke")
+    paths = [chapter_results.save(s, ch, findings=found) for ch in ("trajectories", "consecutive")]
+    results = [read_results(p) for p in paths]
+    assert [len(r.findings) for r in results] == [2, 2]
+    assert results[0].findings[0]["chapter"] == "trajectories"
+    text = format_results(results, "text", "findings")
+    assert text.splitlines()[0] == "checkpoint-integrity findings: 2"
+    assert "r@1: copy of r@0" in text

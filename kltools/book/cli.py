@@ -152,7 +152,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("text", "json", "csv"), default="text")
     p.add_argument(
         "--kind",
-        choices=("all", "pairs", "claims", "summaries", "deviations", "scoreboard"),
+        choices=("all", "pairs", "claims", "summaries", "deviations", "findings", "scoreboard"),
         default="all",
         help="what to print (csv: 'all' means the pairs)",
     )

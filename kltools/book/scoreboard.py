@@ -206,6 +206,7 @@ def results_document(
         "summaries": records(results, "summaries"),
         "claims": records(results, "claims"),
         "deviations": records(results, "deviations"),
+        "findings": records(results, "findings"),
         "scoreboard": scoreboard_rows(results, executed),
     }
 
@@ -236,7 +237,8 @@ def format_results(
     """``kltools book results`` in ``fmt`` (``text``, ``json`` or ``csv``).
 
     ``kind`` selects what is printed: ``all`` (text and JSON: pairs and claims; CSV: pairs),
-    ``pairs``, ``claims``, ``summaries``, ``deviations`` or ``scoreboard``.
+    ``pairs``, ``claims``, ``summaries``, ``deviations``, ``findings`` (the checkpoint-integrity
+    audit) or ``scoreboard``.
     """
     if fmt == "json":
         doc = results_document(results, executed)
@@ -276,6 +278,13 @@ def format_results(
                 f"  {row['chapter']:<13} {row['verdict']:<15} {row['claim']}{again}: "
                 f"paper {row['paper']}; ours {row['ours']}"
             )
+    if kind in ("all", "findings"):
+        found = records(results, "findings")
+        seen = {(r["run"], r["step"], r["finding"]): r for r in found}  # chapters repeat them
+        lines.append(f"checkpoint-integrity findings: {len(seen)}")
+        for (run, step, finding), r in seen.items():
+            same = f" of {r['same_as']}" if r.get("same_as") else ""
+            lines.append(f"  {run}@{step}: {finding}{same} ({r.get('evidence', '')})")
     if kind in ("summaries", "deviations"):
         for rec in records(results, kind):
             lines.append("  " + ", ".join(f"{k}={fmt_number(v)}" for k, v in rec.items()))
