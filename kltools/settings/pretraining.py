@@ -479,3 +479,46 @@ def table1_comparison(s: Settings, prefix: str = "") -> pd.DataFrame:
     table = table1(s)
     numbers = {k: v for k, v in paper.TABLE1.items() if k.startswith(prefix)}
     return paper.compare_rows(table[table.key.str.startswith(prefix)], numbers)
+
+
+def release_agreement(s: Settings) -> pd.DataFrame:
+    """This run's pretraining vectors beside the authors' published ones, checkpoint by
+    checkpoint (:func:`kltools.released.compare.compare_pretraining`); empty when the source
+    runs no model of the paper or the release is not on this machine."""
+    from kltools.released.compare import COLUMNS, compare_pretraining, local_release
+    from kltools.sources import can
+
+    release = local_release()
+    if not (can(s, "models") and can(s, "published_magnitudes")) or release is None:
+        return pd.DataFrame(columns=list(COLUMNS))
+    from kltools.released import open_release
+
+    return compare_pretraining(pretraining_store(s).loglik, open_release(release))
+
+
+def release_agreement_note(s: Settings) -> str:
+    """One Markdown paragraph: how far this run's vectors are from the authors' (or why that
+    is not measured here)."""
+    from kltools.sources import can
+
+    if not can(s, "models"):
+        return "The vectors of this run are the authors' published ones: nothing to compare."
+    if not can(s, "published_magnitudes"):
+        return (
+            "The models of this run are not the paper's, so no published vector can be set "
+            "beside them."
+        )
+    t = release_agreement(s)
+    if not len(t):
+        return (
+            "The authors' published vectors are not on this machine (`kltools released fetch`), "
+            "or none of their checkpoints was extracted here: this run's vectors are not compared "
+            "with theirs."
+        )
+    return (
+        f"**Our extraction against the authors'**, {len(t)} checkpoints on their texts: per-text "
+        f"differences up to {t.max_abs_nats.max():.3g} nats (median of the largest "
+        f"{t.max_abs_nats.median():.3g}), correlation at least {t.correlation.min():.6f}, and a "
+        f"KL between the two extractions of one checkpoint of at most {t.kl_bpb.max():.3g} "
+        f"bits/byte (median {t.kl_bpb.median():.3g}): read it beside the numerical floor."
+    )

@@ -206,15 +206,22 @@ def lineages(s: Settings) -> tuple[pd.DataFrame, str]:
 
 
 def texts(s: Settings) -> TextSet:
-    """The paper's text set: the Pile recipe (:func:`kltools.texts.pile_recipe`), cached.
+    """The paper's text set: the authors' ``texts.json`` when their release is on this
+    machine (:func:`kltools.released.compare.local_release`), else the Pile recipe
+    (:func:`kltools.texts.pile_recipe`), cached.
 
     Raises at once, before any model is touched, when the Pile is needed with the hub offline
     and no cached copy exists.
     """
     from kltools.models import _hub_offline
     from kltools.paths import data_root
+    from kltools.released import open_release
+    from kltools.released.compare import local_release
     from kltools.texts import load_texts, pile_recipe
 
+    release = local_release()
+    if release is not None:  # the authors' own texts: our vectors line up with theirs
+        return open_release(release).textset()
     cache = data_root(s.profile) / "texts" / f"pile-{s.n_texts}.jsonl"
     if cache.is_file():
         return load_texts(cache)
