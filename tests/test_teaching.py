@@ -121,3 +121,143 @@ def test_transplant_moves_only_the_exercise_part(tmp_path: Path) -> None:
         c.source for c in transplant.exercise_cells(source)
     ]
     assert transplant.transplant(path, source) is False  # idempotent
+
+
+def _results(**records: list) -> teach.ChapterResults:
+    return teach.ChapterResults(chapter="quantization", profile="smoke", **records)
+
+
+def test_placeholders_quote_the_one_record_they_name() -> None:
+    res = _results(
+        summaries=[
+            {
+                "chapter": "quantization",
+                "setting": "8-bit",
+                "statistic": "median",
+                "value": 0.0123456,
+                "n_pairs": 1,
+            },
+            {
+                "chapter": "quantization",
+                "setting": "4-bit RTN g32",
+                "statistic": "median",
+                "value": 0.0493824,
+                "n_pairs": 1,
+            },
+            {
+                "chapter": "quantization",
+                "setting": "4-bit RTN g32",
+                "statistic": "mean",
+                "value": 0.05,
+                "n_pairs": 1,
+            },
+        ]
+    )
+    text = (
+        "8-bit: {{ result:summaries[setting=8-bit,statistic=median].value }}; "
+        "ratio {{ result:summaries[setting=4-bit RTN g32,statistic=median].value"
+        " / summaries[setting=8-bit, statistic=median].value:.1f }}; "
+        "n {{result:summaries[setting=8-bit,statistic=median].n_pairs}}"
+    )
+    assert teach.fill_placeholders(text, res) == "8-bit: 0.0123; ratio 4.0; n 1"
+
+
+@pytest.mark.parametrize(
+    "placeholder, message",
+    [
+        ("{{ result:summaries[setting=4-bit].value }}", "matches 0 summaries records"),
+        ("{{ result:summaries[setting=4-bit RTN g32].value }}", "matches 2 summaries records"),
+        ("{{ result:tables[setting=8-bit].value }}", "no record kind 'tables'"),
+        ("{{ result:summaries[setting=8-bit].ratio }}", "the record has no 'ratio'"),
+        ("{{ result:summaries.value }}", "is not KIND"),
+    ],
+)
+def test_an_unknown_placeholder_fails_in_one_line(placeholder: str, message: str) -> None:
+    res = _results(
+        summaries=[
+            {
+                "chapter": "q",
+                "setting": "8-bit",
+                "statistic": "median",
+                "value": 0.01,
+                "n_pairs": 1,
+            },
+            {
+                "chapter": "q",
+                "setting": "4-bit RTN g32",
+                "statistic": "median",
+                "value": 0.04,
+                "n_pairs": 1,
+            },
+            {
+                "chapter": "q",
+                "setting": "4-bit RTN g32",
+                "statistic": "mean",
+                "value": 0.05,
+                "n_pairs": 1,
+            },
+        ]
+    )
+    nb = _exercise_nb(("md", "exercise", "q-1"), ("md", "solution", "q-1"))
+    nb.cells[1].source = f"**Solution.** It is {placeholder}."
+    with pytest.raises(KLToolsError, match=message) as err:
+        teach.fill_notebook(nb, res, "06_quantization.ipynb")
+    assert "\n" not in str(err.value) and str(err.value).startswith("06_quantization.ipynb: ")
+
+
+def _executed_nb(exercise: str, solution: str, shown: str) -> nbformat.NotebookNode:
+    nb = _exercise_nb(("md", "exercise", "x-1"), ("md", "solution", "x-1"))
+    nb.cells[0].source, nb.cells[1].source = exercise, solution
+    code = nbformat.v4.new_code_cell("display(page_table(t))")
+    code.outputs = [nbformat.v4.new_output("display_data", data={"text/html": shown})]
+    nb.cells.insert(0, code)
+    return nb
+
+
+def test_exercises_may_name_only_what_the_page_shows() -> None:
+    shown = "<table><tr><th>layer</th><th>kl_bpb</th></tr></table>"
+    good = _executed_nb(
+        "**Exercise 1.** Read the `kl_bpb` column; rerun with `n_texts: 64`.",
+        "**Solution.** `kltools.kl_matrix` and `kltools suite list --profile tiny` are fine.",
+        shown,
+    )
+    assert teach.reference_problems(good, "nb") == []
+    bad = _executed_nb(
+        "**Exercise 1.** Read the rows with `layer_a` 0.",
+        "**Solution.** See `ratio_corpus`, `kltools.no_such_function` and "
+        "{{ result:pairs[a=x].kl_bpb }}.",
+        shown,
+    )
+    problems = teach.reference_problems(bad, "nb")
+    assert "nb: x-1 refers to `layer_a`, which the chapter never shows" in problems
+    assert any("`ratio_corpus`" in p for p in problems)
+    assert any("`kltools.no_such_function`" in p for p in problems)
+    assert any("unfilled placeholder" in p for p in problems)
+    assert len(problems) == 4
+
+
+def test_compose_puts_the_question_first_and_folds_the_setup() -> None:
+    from kltools.book.compose import question_first
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Title\n\n**Objectives.** The question."),
+        nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "s = Settings.from_parameters(globals())", metadata={"tags": ["setup"]}
+        ),
+        nbformat.v4.new_code_cell(
+            "display(Markdown(paper_box(s, 'x')))", metadata={"tags": ["paper-box"]}
+        ),
+        nbformat.v4.new_markdown_cell("## The rest"),
+    ]
+    question_first(nb)
+    assert [c.source[:7] for c in nb.cells] == [
+        "# Title",
+        "display",
+        "profile",
+        "s = Set",
+        "## The ",
+    ]
+    assert "hide-cell" in nb.cells[3].metadata["tags"]
+    assert "hide-cell" not in nb.cells[1].metadata["tags"]

@@ -21,17 +21,36 @@ The cell-tag convention (in ``notebooks/*.ipynb``; fastbook's ``clean/`` folder 
 - ``README.md``: which exercises each version holds.
 
 In the rendered book the solutions are folded (a collapsed box per solution).
+
+Numbers in exercises and solutions are never typed: a Markdown cell quotes a computed number
+with a placeholder that the build fills from the chapter's results file
+(:mod:`kltools.results`), when it composes the executed chapter (:mod:`kltools.book.compose`)
+and the teaching versions::
+
+    {{ result:summaries[setting=8-bit,statistic=median].value }}
+    {{ result:pairs[setting=Layer,a=smoke-m@layer0].kl_bpb:.2g }}
+    {{ result:summaries[setting=4-bit RTN g32,statistic=median].value / summaries[setting=8-bit,statistic=median].value }}
+
+``KIND[key=value,...].FIELD`` picks the one record of kind ``KIND`` (``pairs``,
+``summaries``, ``claims``, ``deviations``) whose fields equal the given values (compared as
+text) and quotes its ``FIELD``; ``A / B`` quotes a ratio of two such numbers; ``:FORMAT`` is
+a Python format spec (default ``.3g`` for numbers). A placeholder that matches no record, or
+several, fails the build with one line. :func:`reference_problems` checks the other
+direction: every backticked name an exercise or a solution mentions must appear in what its
+executed chapter shows (code, outputs, prose), else the build fails too.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kltools.errors import KLToolsError
+from kltools.results import ChapterResults
 
 EXERCISES_TAG = "exercises"
 EXERCISE_TAG = "exercise"
@@ -142,9 +161,17 @@ def teacher_version(nb: Any) -> Any:
 
 
 def generate(
-    notebooks: Sequence[Path], out_dir: Path, *, strict: bool = True
+    notebooks: Sequence[Path],
+    out_dir: Path,
+    *,
+    strict: bool = True,
+    results: Mapping[str, ChapterResults] | None = None,
 ) -> dict[str, ExerciseIndex]:
     """Write ``student/`` and ``teacher/`` versions of ``notebooks`` under ``out_dir``.
+
+    ``results``: notebook file name -> the results of its executed chapter; their numbers
+    fill the placeholders of that notebook (a chapter not executed keeps its placeholders,
+    and the README says so).
 
     With ``strict`` (the default), any breach of the convention (an exercise without a
     solution, a solution away from its exercise, a missing id) stops before writing.
@@ -166,11 +193,15 @@ def generate(
             seen[ex] = name
     if strict and problems:
         raise KLToolsError(f"{len(problems)} problem(s) with the exercises: " + "; ".join(problems))
+    results = dict(results or {})
     for version, make in (("student", student_version), ("teacher", teacher_version)):
         folder = out_dir / version
         folder.mkdir(parents=True, exist_ok=True)
         for path, nb in loaded.items():
-            nbformat.write(make(nb), folder / path.name)
+            out = make(nb)
+            if path.name in results:
+                fill_notebook(out, results[path.name], path.name)
+            nbformat.write(out, folder / path.name)
     lines = [
         "# Teaching versions of the chapters",
         "",
@@ -185,5 +216,167 @@ def generate(
     ]
     for name, ix in indexes.items():
         lines.append(f"| {name} | {len(ix.exercises)} | {sum(ix.solutions.values())} |")
+    unfilled = [p.name for p in loaded if p.name not in results]
+    if unfilled:
+        lines += [
+            "",
+            "Not executed yet, so their `{{ result:… }}` placeholders are not filled (run",
+            "`kltools book build`, then this command again): " + ", ".join(unfilled) + ".",
+        ]
     (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return indexes
+
+
+#: a ``{{ result:… }}`` placeholder (see the module docstring)
+PLACEHOLDER = re.compile(r"\{\{\s*result:(?P<expr>.+?)\s*\}\}")
+_REF = re.compile(r"^\s*(?P<kind>\w+)\[(?P<where>[^\]]*)\]\.(?P<field>\w+)\s*$")
+
+
+def _record(ref: str, results: ChapterResults) -> Mapping[str, Any]:
+    m = _REF.match(ref)
+    if m is None:
+        raise KLToolsError(f"placeholder {ref.strip()!r} is not KIND[key=value,...].FIELD")
+    kind, field_name = m["kind"], m["field"]
+    records = getattr(results, kind, None)
+    if not isinstance(records, list):
+        raise KLToolsError(f"placeholder {ref.strip()!r}: no record kind {kind!r}")
+    where = {}
+    for item in filter(None, (x.strip() for x in m["where"].split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise KLToolsError(f"placeholder {ref.strip()!r}: {item!r} is not key=value")
+        where[key.strip()] = value.strip()
+    found = [r for r in records if all(str(r.get(k)) == v for k, v in where.items())]
+    if len(found) != 1:
+        raise KLToolsError(
+            f"placeholder {ref.strip()!r} matches {len(found)} {kind} records of chapter "
+            f"{results.chapter!r} ({results.profile}), not one"
+        )
+    if found[0].get(field_name) is None:
+        raise KLToolsError(f"placeholder {ref.strip()!r}: the record has no {field_name!r}")
+    return {"value": found[0][field_name]}
+
+
+def resolve_placeholder(expr: str, results: ChapterResults) -> str:
+    """The text of one placeholder expression (``{{ result:EXPR }}``) in ``results``."""
+    body, fmt = expr, ""
+    tail = expr.rsplit("]", 1)
+    if len(tail) == 2 and ":" in tail[1]:
+        field_part, fmt = tail[1].split(":", 1)
+        body = tail[0] + "]" + field_part
+    parts = body.split(" / ")
+    if len(parts) > 2:
+        raise KLToolsError(f"placeholder {expr!r}: at most one ratio A / B")
+    values = [_record(p, results)["value"] for p in parts]
+    if len(values) == 2:
+        try:
+            value: Any = float(values[0]) / float(values[1])
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            raise KLToolsError(f"placeholder {expr!r}: no ratio ({exc})") from None
+    else:
+        value = values[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return format(value, fmt) if fmt else str(value)
+    return format(value, fmt or ".3g")
+
+
+def fill_placeholders(text: str, results: ChapterResults) -> str:
+    """``text`` with every ``{{ result:… }}`` placeholder replaced by its number."""
+    return PLACEHOLDER.sub(lambda m: resolve_placeholder(m["expr"], results), text)
+
+
+def fill_notebook(nb: Any, results: ChapterResults, label: str) -> int:
+    """Fill the placeholders of every Markdown cell of ``nb`` in place; returns how many.
+
+    Raises :class:`KLToolsError` (one line, naming ``label``) on an unknown placeholder.
+    """
+    n = 0
+    for cell in nb.cells:
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = cell.get("source", "")
+        found = PLACEHOLDER.findall(source)
+        if not found:
+            continue
+        try:
+            cell["source"] = fill_placeholders(source, results)
+        except KLToolsError as exc:
+            raise KLToolsError(f"{label}: {exc}") from None
+        n += len(found)
+    return n
+
+
+#: a backticked name in an exercise or a solution: identifiers, dotted names, file names,
+#: ``name: value`` parameter settings (the name is checked)
+_BACKTICKED = re.compile(r"`([^`\n]+)`")
+_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
+
+
+def referenced_names(text: str) -> list[str]:
+    """The names an exercise or solution text refers to in backticks.
+
+    ``name: value`` and ``name = value`` count as ``name``; text with spaces otherwise (a
+    command line), numbers and placeholders are not names.
+    """
+    names = []
+    for inner in _BACKTICKED.findall(PLACEHOLDER.sub("", text)):
+        inner = inner.strip()
+        for sep in (":", "="):
+            head, found, _ = inner.partition(sep)
+            if found and _NAME.match(head.strip()):
+                inner = head.strip()
+                break
+        if _NAME.match(inner) and not inner.replace(".", "").isdigit():
+            names.append(inner)
+    return names
+
+
+def _shown_text(nb: Any) -> str:
+    """Everything a reader of the executed chapter sees outside its exercises and solutions:
+    code, outputs (text, HTML, Markdown) and prose."""
+    parts = []
+    for cell in nb.cells:
+        t = tags(cell)
+        if EXERCISE_TAG in t or (SOLUTION_TAG in t and cell.get("cell_type") == "markdown"):
+            continue
+        parts.append(cell.get("source", ""))
+        for out in cell.get("outputs", []):
+            parts.append(str(out.get("text", "")))
+            for key in ("text/plain", "text/html", "text/markdown"):
+                parts.append(str(out.get("data", {}).get(key, "")))
+    return "\n".join(parts)
+
+
+def _is_api(name: str) -> bool:
+    """Whether ``name`` is a ``kltools`` module or attribute (``kltools.kl_matrix``)."""
+    import importlib
+
+    if not name.startswith("kltools."):
+        return False
+    module, _, attr = name.rpartition(".")
+    for mod, rest in ((name, ""), (module, attr)):
+        try:
+            obj = importlib.import_module(mod)
+        except ImportError:
+            continue
+        return not rest or hasattr(obj, rest)
+    return False
+
+
+def reference_problems(nb: Any, label: str) -> list[str]:
+    """Names that an exercise or a Markdown solution of an executed chapter mentions but the
+    chapter never shows, and placeholders left unfilled; one line each."""
+    shown = _shown_text(nb)
+    problems = []
+    for cell in nb.cells:
+        t = tags(cell)
+        if not (EXERCISE_TAG in t or SOLUTION_TAG in t) or cell.get("cell_type") != "markdown":
+            continue
+        who = exercise_id(cell) or solution_to(cell) or "?"
+        source = cell.get("source", "")
+        for m in PLACEHOLDER.finditer(source):
+            problems.append(f"{label}: {who} has an unfilled placeholder {m[0]!r}")
+        for name in referenced_names(source):
+            if name not in shown and not _is_api(name):
+                problems.append(f"{label}: {who} refers to `{name}`, which the chapter never shows")
+    return problems
