@@ -30,8 +30,12 @@ def test_every_chapter_follows_the_exercise_convention() -> None:
     assert len(ids) == len(set(ids)), "exercise ids must be unique in the book"
 
 
-def test_teach_command_writes_student_and_teacher_versions(tmp_path: Path) -> None:
+def test_teach_command_writes_student_and_teacher_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kltools.__main__ import main
+
+    monkeypatch.setenv("KLTOOLS_BUILD_ROOT", str(tmp_path / "no-build"))  # nothing executed
 
     assert main(["book", "teach", "--out", str(tmp_path)]) == 0
     for path in NOTEBOOKS:
@@ -211,6 +215,7 @@ def _executed_nb(exercise: str, solution: str, shown: str) -> nbformat.NotebookN
     code = nbformat.v4.new_code_cell("display(page_table(t))")
     code.outputs = [nbformat.v4.new_output("display_data", data={"text/html": shown})]
     nb.cells.insert(0, code)
+    nb.cells.insert(0, nbformat.v4.new_code_cell("n_texts = 32", metadata={"tags": ["parameters"]}))
     return nb
 
 
@@ -261,3 +266,20 @@ def test_compose_puts_the_question_first_and_folds_the_setup() -> None:
     ]
     assert "hide-cell" in nb.cells[3].metadata["tags"]
     assert "hide-cell" not in nb.cells[1].metadata["tags"]
+
+
+def test_teaching_versions_quote_the_executed_chapter(tmp_path: Path) -> None:
+    nb = _exercise_nb(("md", "exercise", "q-1"), ("md", "solution", "q-1"))
+    nb.cells[1].source = "The median is {{ result:summaries[setting=8-bit].value:.2f }} bits/byte."
+    path = tmp_path / "06_quantization.ipynb"
+    nbformat.write(nb, path)
+    res = _results(
+        summaries=[
+            {"chapter": "q", "setting": "8-bit", "statistic": "median", "value": 0.25, "n_pairs": 3}
+        ]
+    )
+    teach.generate([path], tmp_path / "out", results={path.name: res})
+    teacher = nbformat.read(tmp_path / "out" / "teacher" / path.name, as_version=4)
+    assert teacher.cells[1].source == "The median is 0.25 bits/byte."
+    teach.generate([path], tmp_path / "bare", results={})
+    assert "not filled" in (tmp_path / "bare" / "README.md").read_text()

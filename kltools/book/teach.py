@@ -160,6 +160,23 @@ def teacher_version(nb: Any) -> Any:
     return out
 
 
+def executed_results(notebooks: Sequence[Path]) -> dict[str, ChapterResults]:
+    """Notebook file name -> the results its executed chapter wrote (those that exist)."""
+    from kltools.book.layout import chapter_name, executed_dir
+    from kltools.results import read_results, results_path
+
+    out = {}
+    for path in notebooks:
+        try:
+            name = chapter_name(path.stem)
+        except KLToolsError:
+            continue
+        found = results_path(name, executed_dir())
+        if found.is_file():
+            out[path.name] = read_results(found)
+    return out
+
+
 def generate(
     notebooks: Sequence[Path],
     out_dir: Path,
@@ -170,8 +187,8 @@ def generate(
     """Write ``student/`` and ``teacher/`` versions of ``notebooks`` under ``out_dir``.
 
     ``results``: notebook file name -> the results of its executed chapter; their numbers
-    fill the placeholders of that notebook (a chapter not executed keeps its placeholders,
-    and the README says so).
+    fill the placeholders of that notebook (default: the results files in
+    ``build/executed``). A chapter not executed keeps its placeholders, and the README says so.
 
     With ``strict`` (the default), any breach of the convention (an exercise without a
     solution, a solution away from its exercise, a missing id) stops before writing.
@@ -193,7 +210,7 @@ def generate(
             seen[ex] = name
     if strict and problems:
         raise KLToolsError(f"{len(problems)} problem(s) with the exercises: " + "; ".join(problems))
-    results = dict(results or {})
+    results = dict(executed_results(list(loaded)) if results is None else results)
     for version, make in (("student", student_version), ("teacher", teacher_version)):
         folder = out_dir / version
         folder.mkdir(parents=True, exist_ok=True)
