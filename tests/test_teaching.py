@@ -164,6 +164,14 @@ def test_placeholders_quote_the_one_record_they_name() -> None:
         "n {{result:summaries[setting=8-bit,statistic=median].n_pairs}}"
     )
     assert teach.fill_placeholders(text, res) == "8-bit: 0.0123; ratio 4.0; n 1"
+    many = (
+        "{{ result:max(summaries[setting=4-bit RTN g32].value):.2f }} "
+        "{{ result:count(summaries[statistic=median].value) }} "
+        "{{ result:min(summaries[statistic=median].value) }}"
+    )
+    assert teach.fill_placeholders(many, res) == "0.05 2 0.0123"
+    with pytest.raises(KLToolsError, match="matches no summaries record"):
+        teach.fill_placeholders("{{ result:max(summaries[setting=x].value) }}", res)
 
 
 @pytest.mark.parametrize(

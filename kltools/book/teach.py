@@ -28,12 +28,15 @@ with a placeholder that the build fills from the chapter's results file
 and the teaching versions::
 
     {{ result:summaries[setting=8-bit,statistic=median].value }}
-    {{ result:pairs[setting=Layer,a=smoke-m@layer0].kl_bpb:.2g }}
-    {{ result:summaries[setting=4-bit RTN g32,statistic=median].value / summaries[setting=8-bit,statistic=median].value }}
+    {{ result:max(pairs[setting=Layer,layer_a=0].kl_bpb):.2f }}
+    {{ result:summaries[setting=Early,statistic=median].value / summaries[setting=Later,statistic=median].value:.0f }}
 
 ``KIND[key=value,...].FIELD`` picks the one record of kind ``KIND`` (``pairs``,
 ``summaries``, ``claims``, ``deviations``) whose fields equal the given values (compared as
-text) and quotes its ``FIELD``; ``A / B`` quotes a ratio of two such numbers; ``:FORMAT`` is
+text) and quotes its ``FIELD``; ``min(…)``, ``max(…)``, ``median(…)``, ``mean(…)`` and
+``count(…)`` of such a reference quote a statistic over every record it matches (one or
+more; so a placeholder need not name a profile's models); ``A / B`` quotes a ratio of two
+such numbers; ``:FORMAT`` is
 a Python format spec (default ``.3g`` for numbers). A placeholder that matches no record, or
 several, fails the build with one line. :func:`reference_problems` checks the other
 direction: every backticked name an exercise or a solution mentions must appear in what its
@@ -250,6 +253,14 @@ _REF = re.compile(r"^\s*(?P<kind>\w+)\[(?P<where>[^\]]*)\]\.(?P<field>\w+)\s*$")
 
 
 def _record(ref: str, results: ChapterResults) -> Mapping[str, Any]:
+    return _select(ref, results, many=False)[0]
+
+
+def _records(ref: str, results: ChapterResults) -> list[Mapping[str, Any]]:
+    return _select(ref, results, many=True)
+
+
+def _select(ref: str, results: ChapterResults, *, many: bool) -> list[Mapping[str, Any]]:
     m = _REF.match(ref)
     if m is None:
         raise KLToolsError(f"placeholder {ref.strip()!r} is not KIND[key=value,...].FIELD")
@@ -264,6 +275,15 @@ def _record(ref: str, results: ChapterResults) -> Mapping[str, Any]:
             raise KLToolsError(f"placeholder {ref.strip()!r}: {item!r} is not key=value")
         where[key.strip()] = value.strip()
     found = [r for r in records if all(str(r.get(k)) == v for k, v in where.items())]
+    if many:
+        if not found:
+            raise KLToolsError(
+                f"placeholder {ref.strip()!r} matches no {kind} record of chapter "
+                f"{results.chapter!r} ({results.profile})"
+            )
+        if any(r.get(field_name) is None for r in found):
+            raise KLToolsError(f"placeholder {ref.strip()!r}: a record has no {field_name!r}")
+        return [{"value": r[field_name]} for r in found]
     if len(found) != 1:
         raise KLToolsError(
             f"placeholder {ref.strip()!r} matches {len(found)} {kind} records of chapter "
@@ -271,7 +291,24 @@ def _record(ref: str, results: ChapterResults) -> Mapping[str, Any]:
         )
     if found[0].get(field_name) is None:
         raise KLToolsError(f"placeholder {ref.strip()!r}: the record has no {field_name!r}")
-    return {"value": found[0][field_name]}
+    return [{"value": found[0][field_name]}]
+
+
+_AGGREGATE = re.compile(r"^\s*(?P<fn>min|max|median|mean|count)\((?P<ref>.+)\)\s*$")
+
+
+def _value(ref: str, results: ChapterResults) -> Any:
+    """One record's field, or ``min|max|median|mean|count(...)`` over every matching record."""
+    import statistics
+
+    m = _AGGREGATE.match(ref)
+    if m is None:
+        return _record(ref, results)["value"]
+    values = [float(r["value"]) for r in _records(m["ref"], results)]
+    if m["fn"] == "count":
+        return len(values)
+    fn = {"min": min, "max": max, "median": statistics.median, "mean": statistics.fmean}
+    return fn[m["fn"]](values)
 
 
 def resolve_placeholder(expr: str, results: ChapterResults) -> str:
@@ -284,7 +321,7 @@ def resolve_placeholder(expr: str, results: ChapterResults) -> str:
     parts = body.split(" / ")
     if len(parts) > 2:
         raise KLToolsError(f"placeholder {expr!r}: at most one ratio A / B")
-    values = [_record(p, results)["value"] for p in parts]
+    values = [_value(p, results) for p in parts]
     if len(values) == 2:
         try:
             value: Any = float(values[0]) / float(values[1])
