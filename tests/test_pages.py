@@ -283,7 +283,7 @@ def test_finish_executed_adds_claims_and_downloads_and_folds_solutions(root: Pat
     folder = root / "build" / "executed"
     figures = root / "build" / "figures" / "floor"
     figures.mkdir(parents=True)
-    for fmt in ("png", "pdf"):
+    for fmt in ("png", "pdf", "csv"):
         (figures / f"floor.{fmt}").write_bytes(b"x")
     write_two_chapters(folder)
     nb = _nb(nbformat.v4.new_output("stream", name="stderr", text="MatMul8bitLt: cast\n"))
@@ -310,13 +310,15 @@ def test_finish_executed_adds_claims_and_downloads_and_folds_solutions(root: Pat
     downloads = sources[at - 1]
     assert "{download}`PNG <../figures/floor/floor.png>`" in downloads
     assert "{download}`PDF <../figures/floor/floor.pdf>`" in downloads
+    assert "{download}`data (CSV) <../figures/floor/floor.csv>`" in downloads
     assert "{download}`JSON <floor.results.json>`" in downloads
     assert "{download}`CSV of the pairs <floor.pairs.csv>`" in downloads
     assert (folder / "floor.pairs.csv").read_text().startswith("chapter,setting,a,b,kl_bpb")
     assert sources[at + 1].startswith(":::{admonition} Solution\n:class: dropdown")
     assert "hide-cell" in out.cells[at + 2].metadata["tags"]
     assert out.cells[at + 2].metadata["mystnb"]["code_prompt_show"].startswith("Solution")
-    assert "hide-input" in out.cells[0].metadata["tags"]
+    assert out.cells[0].source == "# A chapter"  # the question first, then the parameters
+    assert "hide-input" in out.cells[1].metadata["tags"]
     assert hygiene.stderr_count(out) == 0
     assert "MatMul8bitLt" in log.read_text()
 

@@ -31,10 +31,12 @@ from typing import Any
 from kltools.book import clean
 from kltools.book.scoreboard import chapter_claims_markdown, to_csv, write_chapter_csv
 from kltools.book.teach import (
+    EXERCISE_TAG,
     EXERCISE_TAGS,
     SOLUTION_TAG,
     fill_notebook,
     reference_problems,
+    show_exercise_id,
 )
 from kltools.errors import KLToolsError
 from kltools.results import read_results, results_path
@@ -225,6 +227,8 @@ def finish_executed(nb_file: Path, chapter: str, log_path: Path, figures: Path) 
             tags.append("hide-input")
         elif SOLUTION_TAG in tags:
             _fold_solution(cell)
+        elif EXERCISE_TAG in tags:
+            show_exercise_id(cell)
         elif cell.get("cell_type") == "code":
             fold_long_tables(cell)
     moved = clean.move_stderr_to_log(nb, log_path, chapter)

@@ -129,6 +129,19 @@ def index_exercises(nb: Any, label: str) -> ExerciseIndex:
     return out
 
 
+_EXERCISE_HEAD = re.compile(r"^\*\*Exercise (\d+)\.\*\*")
+
+
+def show_exercise_id(cell: Any) -> None:
+    """Put the exercise's id in its heading (``**Exercise 2** (consecutive-2).``), so a
+    handout of ``book/teach.md`` and the page name an exercise the same way."""
+    ex = exercise_id(cell)
+    if ex and f"({ex})" not in cell.get("source", ""):
+        cell["source"] = _EXERCISE_HEAD.sub(
+            lambda m: f"**Exercise {m[1]}** ({ex}).", cell["source"], count=1
+        )
+
+
 def _clear(cell: Any) -> Any:
     cell = copy.deepcopy(cell)
     if cell.get("cell_type") == "code":
@@ -147,6 +160,7 @@ def student_version(nb: Any) -> Any:
         if SOLUTION_TAG in tags(cell):
             continue
         cells.append(_clear(cell))
+        show_exercise_id(cells[-1])
         if EXERCISE_TAG in tags(cell):
             answer = nbformat.v4.new_code_cell("# Your answer (code or a comment)\n")
             answer.metadata["tags"] = [ANSWER_TAG]
@@ -160,6 +174,8 @@ def teacher_version(nb: Any) -> Any:
     """The notebook with every solution kept, outputs cleared."""
     out = copy.deepcopy(nb)
     out.cells = [_clear(c) for c in nb.cells]
+    for cell in out.cells:
+        show_exercise_id(cell)
     return out
 
 
