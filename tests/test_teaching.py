@@ -285,6 +285,7 @@ def test_compose_puts_the_question_first_and_folds_the_setup() -> None:
     ]
     assert "hide-cell" in nb.cells[3].metadata["tags"]
     assert "hide-cell" not in nb.cells[1].metadata["tags"]
+    assert "remove-input" in nb.cells[1].metadata["tags"]  # the box shows, its call does not
 
 
 def test_teaching_versions_quote_the_executed_chapter(tmp_path: Path) -> None:

@@ -153,7 +153,7 @@ def question_first(nb: Any) -> None:
     """Reorder the top of a chapter: question, paper box, then parameters and setup, folded.
 
     The first Markdown cell (title, objectives) stays first; the cell tagged ``paper-box``
-    follows it; the ``parameters`` cell (its code hidden) and the ``setup`` cell (folded
+    follows it (its code removed: the reader sees the box); the ``parameters`` cell (its code hidden) and the ``setup`` cell (folded
     entirely: a toggle shows its code and the parameter and deviations tables) come next;
     the rest keeps its order. Cells are only moved, never edited, so the source notebook
     still runs top to bottom.
@@ -163,6 +163,9 @@ def question_first(nb: Any) -> None:
     if first is None:
         return
     boxes = [c for c in cells if PAPER_BOX_TAG in _tags(c)]
+    for cell in boxes:  # the reader sees the box, not the call that writes it
+        if "remove-input" not in _tags(cell):
+            _tags(cell).append("remove-input")
     rest = [c for c in cells if c is not cells[first] and PAPER_BOX_TAG not in _tags(c)]
     for cell in rest:
         if SETUP_TAG in _tags(cell):
