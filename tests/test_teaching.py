@@ -124,15 +124,18 @@ def test_transplant_moves_only_the_exercise_part(tmp_path: Path) -> None:
     target = nbformat.v4.new_notebook()
     target.cells = [
         nbformat.v4.new_markdown_cell("# Rewritten chapter"),
-        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["setup"]}),
+        nbformat.v4.new_code_cell("y = 2"),
         nbformat.v4.new_markdown_cell("## Exercises\n\n1. an old, untagged exercise"),
     ]
     path = tmp_path / "01_method.ipynb"
     nbformat.write(target, path)
     assert transplant.transplant(path, source) is True
     out = nbformat.read(path, as_version=4)
-    assert [c.source for c in out.cells[:2]] == ["# Rewritten chapter", "x = 1"]
-    assert [c.source for c in out.cells[2:]] == [
+    box = [c.source for c in source.cells if "paper-box" in c.metadata.get("tags", [])]
+    assert len(box) == 1
+    assert [c.source for c in out.cells[:4]] == ["# Rewritten chapter", "x = 1", *box, "y = 2"]
+    assert [c.source for c in out.cells[4:]] == [
         c.source for c in transplant.exercise_cells(source)
     ]
     assert transplant.transplant(path, source) is False  # idempotent
