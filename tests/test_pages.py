@@ -607,3 +607,24 @@ def test_the_first_page_says_what_the_build_found(tmp_path: Path) -> None:
         < page.index("## What this build found")
         < page.index("## Next")
     )
+
+
+def test_every_chapter_has_a_paper_box_with_the_papers_numbers_and_this_run() -> None:
+    from kltools import deviations, paper
+    from kltools.book.boxes import CHAPTER_CLAIMS, paper_box
+    from kltools.config import Settings
+
+    s = Settings.from_parameters({"profile": "smoke", "n_texts": 32, "n_boot": 20})
+    assert set(CHAPTER_CLAIMS) == set(CHAPTERS)
+    for chapter in CHAPTERS:
+        box = paper_box(s, chapter)
+        assert box.startswith(":::{admonition} The paper and this page") and box.endswith(":::")
+        assert "ran the `smoke` profile on 32 texts" in box
+        for d in deviations.deviations(s):
+            if chapter in d.chapters:
+                assert f"*{d.topic}*" in box, (chapter, d.topic)
+    box = paper_box(s, "finetuning")
+    number = paper.TABLE2[("all", "fine-tuning", "median")]
+    assert f"| all, fine-tuning, median | {number.value:g} | median | v1 Table 2 |" in box
+    assert "| vs 1B | 0.28 | single pair | v1 Table 1 |" in paper_box(s, "seeds_sizes")
+    assert "prints no number" in paper_box(s, "quantization")
