@@ -20,8 +20,8 @@ def test_model_card_of_the_smoke_suite(smoke_suite_root) -> None:
         assert f"`{unit.name}`" in card, unit.name
     run = json.loads((proot / "smoke-m" / "run.json").read_text())
     tokens = run["schedule"]["tokens_per_step"] * run["final_step"]
-    assert f"| {run['n_params']:,} | {run['n_nonembedding_params']:,} | {tokens:,} |" in card
-    assert "LoRA rank 8" in card and "| `smoke-s-ft-code-full` | prose | 2 |" in card
+    assert f"| {run['n_params']:,} ({run['n_nonembedding_params']:,}) | {tokens:,} |" in card
+    assert "LoRA rank 8" in card and "| `smoke-s-ft-code-full` | prose (generation 2) |" in card
     assert (
         "| `rtn4g32` | 4-bit RTN g32 | round to nearest, 4 bits, symmetric, one scale per group of 32 inputs"
         in card
@@ -33,4 +33,4 @@ def test_model_card_of_the_smoke_suite(smoke_suite_root) -> None:
 def test_model_card_says_what_is_not_built(tmp_path) -> None:
     card = modelcard_markdown("smoke", tmp_path)
     assert "is not built here" in card
-    assert "| `smoke-m` | 64 | 2 | 2 | not built |" in card
+    assert "| `smoke-m` | 64 × 2 × 2 | not built |" in card

@@ -154,18 +154,19 @@ def modelcard_markdown(
     rows = []
     for u in (u for u in units if u.kind == "run"):
         run = _read(proot / u.name / "run.json")
-        spec = p.size(u.params.get("size", "")) if "size" in u.params else None
+        spec = p.size(u.params["size"]) if "size" in u.params else None
         if run:
             cfg, sched = run.get("config", {}), run.get("schedule", {})
             tokens = sched.get("tokens_per_step", 0) * run.get("final_step", 0)
+            shape = (
+                f"{cfg.get('hidden_size')} × {cfg.get('num_hidden_layers')} × "
+                f"{cfg.get('num_attention_heads')}"
+            )
             rows.append(
                 [
                     f"`{u.name}`",
-                    cfg.get("hidden_size"),
-                    cfg.get("num_hidden_layers"),
-                    cfg.get("num_attention_heads"),
-                    f"{run.get('n_params', 0):,}",
-                    f"{run.get('n_nonembedding_params', 0):,}",
+                    shape,
+                    f"{run.get('n_params', 0):,} ({run.get('n_nonembedding_params', 0):,})",
                     f"{tokens:,}",
                     f"{run.get('lr'):g}",
                     run.get("seed"),
@@ -173,61 +174,44 @@ def modelcard_markdown(
                 ]
             )
         else:
-            rows.append(
-                [
-                    f"`{u.name}`",
-                    spec.d_model if spec else "",
-                    spec.n_layers if spec else "",
-                    spec.n_heads if spec else "",
-                    "not built",
-                    "",
-                    "",
-                    f"{spec.lr:g}" if spec else "",
-                    u.params.get("seed", ""),
-                    "",
-                ]
-            )
+            shape = f"{spec.d_model} × {spec.n_layers} × {spec.n_heads}" if spec else ""
+            lr = f"{spec.lr:g}" if spec else ""
+            rows.append([f"`{u.name}`", shape, "not built", "", lr, u.params.get("seed", ""), ""])
     lines += _table(
         [
             "run",
-            "width",
-            "layers",
-            "heads",
-            "parameters",
-            "non-embedding",
+            "width × layers × heads",
+            "parameters (non-embedding)",
             "tokens seen",
             "peak lr",
             "seed",
-            "held-out loss (nats/token)",
+            "held-out loss",
         ],
         rows,
     )
+    lines += ["Held-out loss: nats per token on held-out windows at the last checkpoint.", ""]
     lines += ["## Fine-tuned children", ""]
-    rows = []
+    rows, schedules = [], set()
     for u in (u for u in units if u.kind == "finetune"):
         rec = _read(proot / u.name / "lineage.json")
         if rec:
             lora = rec.get("lora") or {}
             recipe = f"LoRA rank {lora['rank']}, alpha {lora['alpha']}" if lora else "all weights"
+            schedules.add(str(rec.get("schedule", "")))
             rows.append(
                 [
                     f"`{u.name}`",
                     f"`{rec.get('parent')}`",
-                    rec.get("domain"),
-                    rec.get("generation"),
+                    f"{rec.get('domain')} (generation {rec.get('generation')})",
                     recipe,
-                    rec.get("steps"),
-                    f"{rec.get('lr'):g}",
-                    rec.get("schedule", ""),
+                    f"{rec.get('steps')} at lr {rec.get('lr'):g}",
                 ]
             )
         else:
-            rows.append(
-                [f"`{u.name}`", "", u.params.get("domain", ""), "", "not built", "", "", ""]
-            )
-    lines += _table(
-        ["child", "parent", "domain", "generation", "trains", "steps", "lr", "schedule"], rows
-    )
+            rows.append([f"`{u.name}`", "", u.params.get("domain", ""), "not built", ""])
+    if schedules:
+        lines += [f"Schedule of every fine-tune: {'; '.join(sorted(schedules))}.", ""]
+    lines += _table(["child", "parent", "domain", "trains", "steps"], rows)
     lines += [
         "## Quantized copies and their labels",
         "",
