@@ -596,7 +596,7 @@ def test_the_first_page_says_what_the_build_found(tmp_path: Path) -> None:
     section = findings_markdown(load(tmp_path / "executed"), archive="ARCHIVE", card="CARD")
     assert "| the paper's claims | 1 | 0 | 0 |" in section
     assert "| the book's own checks | 0 | 0 | 1 |" in section
-    assert "| Seed | 0.100 (median of 1 pairs) | 0.11 (mean, v1 Table 1) |" in section
+    assert "| Seed | 0.100 (median of 1 pair) | 0.11 (mean, v1 Table 1) |" in section
     assert "Not run in this build" in section and "ARCHIVE" in section
     source = tmp_path / "book" / "intro.md"
     source.parent.mkdir()

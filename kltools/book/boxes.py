@@ -148,7 +148,7 @@ def paper_box(s: Settings, chapter: str) -> str:
             "How it maps onto the paper:",
             "",
             *(
-                f"- *{_cell(d.topic)}*: the paper {_cell(d.paper)}; here {_cell(d.ours)}."
+                f"- *{_cell(d.topic)}*: the paper, {_cell(d.paper)}; this page, {_cell(d.ours)}."
                 for d in rows
             ),
         ]

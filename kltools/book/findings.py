@@ -40,7 +40,8 @@ def findings_markdown(
     results: Sequence[ChapterResults], archive: str | None = None, card: str | None = None
 ) -> str:
     """The first page's section; ``archive``/``card``: links (MyST targets) to the archive and
-    the model card, when they exist."""
+    the model card, when they exist. Written for a page beside the reproduction report
+    (``build/intro.md``: it links ``scoreboard`` and ``/book/rerun``)."""
     from kltools import paper, sources
     from kltools.book.scoreboard import chapter_order, fmt_number
     from kltools.config import Settings
@@ -60,8 +61,9 @@ def findings_markdown(
     profiles = sorted({r.profile for r in results})
     lines += [
         f"Generated from the results of the {len(results)} chapter(s) executed for this build "
-        f"(profile {', '.join(f'`{p}`' for p in profiles)}); the reproduction report lists every "
-        "claim with its numbers and its reason.",
+        f"(profile {', '.join(f'`{p}`' for p in profiles)}); the "
+        "{doc}`reproduction report <scoreboard>` lists every claim with its numbers and its "
+        "reason.",
         "",
         "| claims | " + " | ".join(VERDICTS) + " |",
         "|---|" + "---|" * len(VERDICTS),
@@ -79,7 +81,8 @@ def findings_markdown(
         if found and num is not None:
             s = found[-1]
             rows.append(
-                f"| {setting} | {fmt_number(s['value'])} (median of {s['n_pairs']} pairs) | "
+                f"| {setting} | {fmt_number(s['value'])} (median of {s['n_pairs']} "
+                f"pair{'' if s['n_pairs'] == 1 else 's'}) | "
                 f"{num.value:g} ({num.kind}, {num.source}) |"
             )
     if rows:
@@ -95,7 +98,7 @@ def findings_markdown(
     if not any(sources.can(s, "published_magnitudes") for s in settings):
         lines += [
             "**Not run in this build:** the paper's own models (Pythia from the hub, on a GPU; "
-            "see the rerun guide). The numbers above come from small models and test the "
+            "see {doc}`/book/rerun`). The numbers above come from small models and test the "
             "paper's orderings, not its magnitudes.",
             "",
         ]
