@@ -325,3 +325,28 @@ def test_teach_md_names_only_exercises_that_exist() -> None:
     for chapter, rest in re.findall(rf"\b({chapters})-(\d+(?: and -\d+)*)", text):
         for n in re.findall(r"\d+", rest):
             assert f"{chapter}-{n}" in ids, f"teach.md names {chapter}-{n}, no such exercise"
+
+
+def test_exercises_name_only_what_every_profile_shows() -> None:
+    """A backticked name in an exercise or a solution appears in its chapter's own source
+    outside the exercises (so every profile's page shows it), or is a kltools API; every
+    placeholder is well formed. (The executed chapters are checked by the build itself:
+    :func:`kltools.book.compose.finish_executed`.)"""
+    empty = teach.ChapterResults(chapter="x", profile="smoke")
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        source = "\n".join(
+            c.source
+            for c in nb.cells
+            if not (teach.EXERCISE_TAG in teach.tags(c) or teach.SOLUTION_TAG in teach.tags(c))
+        )
+        for cell in nb.cells:
+            if not (teach.exercise_id(cell) or teach.solution_to(cell)):
+                continue
+            if cell.cell_type != "markdown":
+                continue
+            for name in teach.referenced_names(cell.source):
+                assert name in source or teach.is_kltools_api(name), (path.name, name)
+            for m in teach.PLACEHOLDER.finditer(cell.source):
+                with pytest.raises(KLToolsError, match="matches (0|no) "):
+                    teach.resolve_placeholder(m["expr"], empty)  # well formed: it looked

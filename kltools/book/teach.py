@@ -417,7 +417,7 @@ def _shown_text(nb: Any) -> str:
     return "\n".join(parts)
 
 
-def _is_api(name: str) -> bool:
+def is_kltools_api(name: str) -> bool:
     """Whether ``name`` is a ``kltools`` module or attribute (``kltools.kl_matrix``)."""
     import importlib
 
@@ -447,6 +447,6 @@ def reference_problems(nb: Any, label: str) -> list[str]:
         for m in PLACEHOLDER.finditer(source):
             problems.append(f"{label}: {who} has an unfilled placeholder {m[0]!r}")
         for name in referenced_names(source):
-            if name not in shown and not _is_api(name):
+            if name not in shown and not is_kltools_api(name):
                 problems.append(f"{label}: {who} refers to `{name}`, which the chapter never shows")
     return problems
