@@ -12,6 +12,10 @@ which replaces, in each ``notebooks/NN_name.ipynb``, the exercise part (tagged c
 untagged ``## Exercises`` cell and what follows it) with the exercise part of the same
 notebook at git ref ``pages``. ``--from-dir DIR`` reads the notebooks from a folder instead.
 ``--check`` changes nothing and exits 1 if any notebook would change.
+
+The chapter's "paper vs this book" cell (tagged ``paper-box``) travels too: the source's box
+cell replaces the target's, or, when the target has none, goes right after the target's
+``setup`` cell (else after the cell that builds the settings ``s``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from kltools.book.layout import CHAPTERS, notebooks_dir
 from kltools.book.teach import EXERCISE_TAGS, SOLUTION_TAG
 
 PART_TAGS = {*EXERCISE_TAGS, SOLUTION_TAG}
+BOX_TAG = "paper-box"
+SETS_S = "s = Settings.from_parameters(globals())"
 
 
 def exercise_part_start(nb: nbformat.NotebookNode) -> int:
@@ -43,6 +49,26 @@ def exercise_part_start(nb: nbformat.NotebookNode) -> int:
 def exercise_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     """The cells tagged as part of the exercises, in order."""
     return [c for c in nb.cells if set(c.get("metadata", {}).get("tags", [])) & PART_TAGS]
+
+
+def _tags(cell: nbformat.NotebookNode) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def place_box(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) -> None:
+    """Put the source's ``paper-box`` cell into ``nb`` (see the module docstring)."""
+    boxes = [c for c in source.cells if BOX_TAG in _tags(c)]
+    if not boxes:
+        return
+    kept = [c for c in nb.cells if BOX_TAG not in _tags(c)]
+    at = next((i for i, c in enumerate(kept) if "setup" in _tags(c)), None)
+    if at is None:
+        at = next(
+            (i for i, c in enumerate(kept) if c.cell_type == "code" and SETS_S in c.source), None
+        )
+    if at is None:
+        raise SystemExit("no setup cell (nor a cell building s) to put the paper box after")
+    nb.cells = kept[: at + 1] + boxes + kept[at + 1 :]
 
 
 def read_source(stem: str, ref: str | None, folder: Path | None) -> nbformat.NotebookNode:
@@ -73,6 +99,7 @@ def transplant(target: Path, source: nbformat.NotebookNode) -> bool:
             f"{target.name}: cells after the exercises are not exercises; move them first"
         )
     nb.cells = nb.cells[:start] + cells
+    place_box(nb, source)
     after = nbformat.writes(nb)
     if after != before:
         nbformat.write(nb, target)
@@ -94,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         source = read_source(stem, args.from_ref, args.from_dir)
         if args.check:
             nb = nbformat.read(target, as_version=4)
-            if [c.source for c in exercise_cells(nb)] != [c.source for c in exercise_cells(source)]:
+            mine = [c.source for c in nb.cells if _tags(c) & {*PART_TAGS, BOX_TAG}]
+            theirs = [c.source for c in source.cells if _tags(c) & {*PART_TAGS, BOX_TAG}]
+            if mine != theirs:
                 stale.append(target.name)
             continue
         if transplant(target, source):
-            print(f"{target.name}: exercises replaced")
+            print(f"{target.name}: exercises and paper box replaced")
     if stale:
         print("exercises differ from the source: " + ", ".join(stale), file=sys.stderr)
         return 1

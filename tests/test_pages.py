@@ -340,7 +340,7 @@ def test_finish_executed_adds_claims_and_downloads_and_folds_solutions(root: Pat
     folder = root / "build" / "executed"
     figures = root / "build" / "figures" / "floor"
     figures.mkdir(parents=True)
-    for fmt in ("png", "pdf"):
+    for fmt in ("png", "pdf", "csv"):
         (figures / f"floor.{fmt}").write_bytes(b"x")
     write_two_chapters(folder)
     nb = _nb(nbformat.v4.new_output("stream", name="stderr", text="MatMul8bitLt: cast\n"))
@@ -367,13 +367,15 @@ def test_finish_executed_adds_claims_and_downloads_and_folds_solutions(root: Pat
     downloads = sources[at - 1]
     assert "{download}`PNG <../figures/floor/floor.png>`" in downloads
     assert "{download}`PDF <../figures/floor/floor.pdf>`" in downloads
+    assert "{download}`data (CSV) <../figures/floor/floor.csv>`" in downloads
     assert "{download}`JSON <floor.results.json>`" in downloads
     assert "{download}`CSV of the pairs <floor.pairs.csv>`" in downloads
     assert (folder / "floor.pairs.csv").read_text().startswith("chapter,setting,a,b,kl_bpb")
     assert sources[at + 1].startswith(":::{admonition} Solution\n:class: dropdown")
     assert "hide-cell" in out.cells[at + 2].metadata["tags"]
     assert out.cells[at + 2].metadata["mystnb"]["code_prompt_show"].startswith("Solution")
-    assert "hide-input" in out.cells[0].metadata["tags"]
+    assert out.cells[0].source == "# A chapter"  # the question first, then the parameters
+    assert "hide-input" in out.cells[1].metadata["tags"]
     assert hygiene.stderr_count(out) == 0
     assert "MatMul8bitLt" in log.read_text()
 
@@ -556,3 +558,133 @@ def test_sync_static_copies_only_the_changed_files(tmp_path: Path) -> None:
     (src / "a.css").write_text("a { color: blue }")
     assert sync_static(src, dst) == [dst / "a.css"]
     assert (dst / "a.css").read_text() == "a { color: blue }"
+
+
+def _write_some_results(executed: Path) -> None:
+    from kltools.book.scoreboard import write_chapter_csv
+    from kltools.results import ChapterResults, write_results
+
+    res = ChapterResults(
+        chapter="seeds_sizes",
+        profile="smoke",
+        parameters={"profile": "smoke", "n_texts": 8},
+        pairs=[
+            {
+                "chapter": "seeds_sizes",
+                "setting": "Seed",
+                "a": "x@step1",
+                "b": "y@step1",
+                "kl_bpb": 0.1,
+                "lo": 0.05,
+                "hi": 0.2,
+                "n_texts": 8,
+                "mean_bytes": 500.0,
+            },
+        ],
+        summaries=[
+            {
+                "chapter": "seeds_sizes",
+                "setting": "Seed",
+                "statistic": "median",
+                "value": 0.1,
+                "n_pairs": 1,
+            },
+        ],
+        claims=[
+            {
+                "chapter": "seeds_sizes",
+                "claim": "later<seed<size",
+                "verdict": "holds",
+                "reason": "medians in order",
+                "title": "late checkpoints < seeds < sizes (Fig. 3)",
+            },
+            {
+                "chapter": "seeds_sizes",
+                "claim": "own",
+                "verdict": "not tested",
+                "reason": "no data",
+                "title": "a check of the book",
+            },
+        ],
+    )
+    write_results(res, executed)
+    write_chapter_csv("seeds_sizes", executed)
+
+
+def test_the_archive_unpacks_to_files_whose_columns_its_readme_names(tmp_path: Path) -> None:
+    import csv
+    import json
+    import zipfile
+
+    from kltools.book.archive import write_archive
+
+    build = tmp_path / "build"
+    _write_some_results(build / "executed")
+    (build / "figures" / "seeds_sizes").mkdir(parents=True)
+    (build / "figures" / "seeds_sizes" / "seeds_sizes.csv").write_text("setting,kl_bpb\nSeed,0.1\n")
+    texts = [{"id": "t1", "text": "héllo", "domain": "prose", "bytes": 6}]
+    path = write_archive(build, texts=texts)
+    out = tmp_path / "unpacked"
+    zipfile.ZipFile(path).extractall(out)
+    readme = (out / "README.md").read_text()
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {
+        "results/seeds_sizes.results.json",
+        "results/seeds_sizes.pairs.csv",
+        "texts.jsonl",
+        "figures/seeds_sizes/seeds_sizes.csv",
+    } <= names
+    for name in names - {"README.md"}:
+        assert f"`{name}`" in readme, name
+        if name.endswith(".csv"):
+            with (out / name).open() as f:
+                header = next(csv.reader(f))
+        elif name.endswith(".jsonl"):
+            header = list(json.loads((out / name).read_text().splitlines()[0]))
+        else:
+            continue
+        for column in header:
+            assert f"- `{column}`: " in readme, (name, column)
+    assert json.loads((out / "texts.jsonl").read_text()) == texts[0]
+
+
+def test_the_first_page_says_what_the_build_found(tmp_path: Path) -> None:
+    from kltools.book.findings import findings_markdown, write_intro
+    from kltools.book.scoreboard import load
+
+    _write_some_results(tmp_path / "executed")
+    section = findings_markdown(load(tmp_path / "executed"), archive="ARCHIVE", card="CARD")
+    assert "| the paper's claims | 1 | 0 | 0 |" in section
+    assert "| the book's own checks | 0 | 0 | 1 |" in section
+    assert "| Seed | 0.100 (median of 1 pair) | 0.11 (mean, v1 Table 1) |" in section
+    assert "Not run in this build" in section and "ARCHIVE" in section
+    source = tmp_path / "book" / "intro.md"
+    source.parent.mkdir()
+    source.write_text("# Title\n\nFirst, see {doc}`method`.\n\n## Next\n\nMore.\n")
+    page = write_intro(source, tmp_path / "build" / "intro.md", section).read_text()
+    assert (
+        page.index("{doc}`/book/method`")
+        < page.index("## What this build found")
+        < page.index("## Next")
+    )
+
+
+def test_every_chapter_has_a_paper_box_with_the_papers_numbers_and_this_run() -> None:
+    from kltools import deviations, paper
+    from kltools.book.boxes import CHAPTER_CLAIMS, paper_box
+    from kltools.config import Settings
+
+    s = Settings.from_parameters({"profile": "smoke", "n_texts": 32, "n_boot": 20})
+    assert set(CHAPTER_CLAIMS) == set(CHAPTERS)
+    for chapter in CHAPTERS:
+        box = paper_box(s, chapter)
+        assert box.startswith(":::{admonition} The paper and this page") and box.endswith(":::")
+        assert "ran the `smoke` profile on 32 texts" in box
+        for d in deviations.deviations(s):
+            if chapter in d.chapters:
+                assert f"*{d.topic}*" in box, (chapter, d.topic)
+    box = paper_box(s, "finetuning")
+    number = paper.TABLE2[("all", "fine-tuning", "median")]
+    assert f"| all, fine-tuning, median | {number.value:g} | median | v1 Table 2 |" in box
+    assert "| vs 1B | 0.28 | single pair | v1 Table 1 |" in paper_box(s, "seeds_sizes")
+    assert "prints no number" in paper_box(s, "quantization")

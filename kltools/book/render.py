@@ -20,6 +20,7 @@ from kltools.book.layout import (
     html_dir,
     notebook_path,
 )
+from kltools.book.modelcard import PAGE_NAME as CARD_PAGE
 from kltools.book.params import load_yaml_mapping
 from kltools.book.scoreboard import PAGE_NAME, write_scoreboard
 from kltools.errors import KLToolsError
@@ -43,6 +44,11 @@ def rendered_toc() -> dict[str, Any]:
         if file is None:
             return dict(entry)
         stem = Path(str(file)).name
+        if stem == CARD_PAGE:  # the suite's model card, generated at render time
+            built = executed_dir().parent / f"{CARD_PAGE}.md"
+            if built.is_file():
+                return {**entry, "file": f"{Path(executed).parent.as_posix()}/{CARD_PAGE}"}
+            return None
         if stem == PAGE_NAME:  # generated beside the executed folder (build/ by default)
             built = executed_dir().parent / f"{PAGE_NAME}.md"
             if built.is_file():
@@ -64,6 +70,9 @@ def rendered_toc() -> dict[str, Any]:
         if chapters:
             parts.append({**part, "chapters": chapters})
     out = {k: v for k, v in toc.items() if k != "parts"}
+    intro = executed_dir().parent / "intro.md"
+    if intro.is_file():  # book/intro.md with the generated findings (write_front_matter)
+        out["root"] = f"{Path(executed).parent.as_posix()}/intro"
     if parts:
         out["parts"] = parts
     return out
@@ -81,6 +90,38 @@ def write_rendered_toc() -> Path:
     return path
 
 
+def write_front_matter(build: Path) -> list[Path]:
+    """Write the generated pages: the archive of every result (:mod:`kltools.book.archive`),
+    the model card of the suite (:mod:`kltools.book.modelcard`) and the first page with what
+    the reproduction found (:mod:`kltools.book.findings`). Returns the files written."""
+    from kltools.book.archive import ARCHIVE_NAME, write_archive
+    from kltools.book.findings import findings_markdown, write_intro
+    from kltools.book.modelcard import write_modelcard
+    from kltools.book.scoreboard import load
+    from kltools.suite.profiles import get_profile
+
+    results = load(build / "executed")
+    written = []
+    archive = write_archive(build) if results else None
+    if archive is not None:
+        written.append(archive)
+    suite = "tiny"
+    for res in results:
+        try:
+            suite = get_profile(res.profile).name
+            break
+        except KLToolsError:  # a profile whose models are not the offline suite
+            continue
+    written.append(write_modelcard(build, suite))
+    section = findings_markdown(
+        results,
+        archive=f"{{download}}`{ARCHIVE_NAME} <downloads/{ARCHIVE_NAME}>`" if archive else None,
+        card=f"{{doc}}`{CARD_PAGE}`",
+    )
+    written.append(write_intro(project_root() / "book" / "intro.md", build / "intro.md", section))
+    return written
+
+
 def render() -> float:
     """Render the book with Jupyter Book 1.x into ``_build/html``; return the seconds taken."""
     root = project_root()
@@ -92,6 +133,7 @@ def render() -> float:
             f"executed notebooks ({exe}) must lie inside the project root {root} to render"
         )
     write_scoreboard(executed_dir().parent)
+    write_front_matter(executed_dir().parent)
     toc = write_rendered_toc()
     log = executed_dir().parent / "jupyter-book.log"
     cmd = [
