@@ -43,9 +43,9 @@ def test_chapter_runs_with_smoke_parameters(name: str, part1_env: None) -> None:
     assert res.profile == "smoke" and res.parameters["profile"] == "smoke"
     assert res.pairs or res.claims, f"{name}: no results written"
     assert res.deviations, f"{name}: no deviation rows"
-    first = next(o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "parameter" in str(first.get("data", {}).get("text/html", "")), (
-        "first output: parameters"
+    setup = next(c for c in nb.cells if "setup" in c.metadata.get("tags", []))
+    assert "parameter" in str(setup.outputs[0].get("data", {}).get("text/html", "")), (
+        "the setup cell's first output: the parameter table"
     )
 
 
@@ -60,4 +60,6 @@ def test_source_notebook_contract(name: str) -> None:
     for profile in book.PROFILES:  # every profile's section resolves against the notebook
         book.resolve_parameters(name, book.load_profile(profile), declared)
     for key in ("profile", "n_texts", "bos", "dtype", "device", "batch_size", "seed", "n_boot"):
-        assert key in declared
+        assert key not in declared  # declared once, in the profile files' common section
+    after = nb.cells[nb.cells.index(tagged[0]) + 1]
+    assert "setup" in after.metadata.get("tags", []) and "start_chapter(globals()" in after.source

@@ -329,10 +329,14 @@ def test_teach_md_names_only_exercises_that_exist() -> None:
 
 def test_exercises_name_only_what_every_profile_shows() -> None:
     """A backticked name in an exercise or a solution appears in its chapter's own source
-    outside the exercises (so every profile's page shows it), or is a kltools API; every
+    outside the exercises (so every profile's page shows it), is a parameter every profile's
+    file sets for every chapter (the parameter table shows it), or is a kltools API; every
     placeholder is well formed. (The executed chapters are checked by the build itself:
     :func:`kltools.book.compose.finish_executed`.)"""
+    from kltools import book
+
     empty = teach.ChapterResults(chapter="x", profile="smoke")
+    common = set.intersection(*(set(book.load_profile(p)["common"]) for p in book.PROFILES))
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         source = "\n".join(
@@ -346,7 +350,10 @@ def test_exercises_name_only_what_every_profile_shows() -> None:
             if cell.cell_type != "markdown":
                 continue
             for name in teach.referenced_names(cell.source):
-                assert name in source or teach.is_kltools_api(name), (path.name, name)
+                assert name in source or name in common or teach.is_kltools_api(name), (
+                    path.name,
+                    name,
+                )
             for m in teach.PLACEHOLDER.finditer(cell.source):
                 with pytest.raises(KLToolsError, match="matches (0|no) "):
                     teach.resolve_placeholder(m["expr"], empty)  # well formed: it looked

@@ -212,7 +212,12 @@ def execute_chapter(
             log=log,
         )
     seconds = time.perf_counter() - start
-    moved = finish_executed(partial, chapter_name(name), log, figs)
+    try:
+        moved = finish_executed(partial, chapter_name(name), log, figs)
+    except KLToolsError as exc:  # a placeholder or a name the page does not show: this chapter
+        out.unlink(missing_ok=True)
+        key_path(name).unlink(missing_ok=True)
+        return ChapterRun(chapter_name(name), "failed", seconds, partial, reason, str(exc), log=log)
     os.replace(partial, out)
     record = {
         "key": key,
