@@ -187,12 +187,14 @@ def plot_floor(floor: pd.DataFrame, reference: pd.DataFrame | None = None) -> pl
     """Floor KLs (same model, different numerics) beside quantization KLs, log x axis.
 
     ``floor``: rows with ``comparison``, ``model``, ``kl``, ``lo``, ``hi``. ``reference``:
-    other rows to show on the same axis (e.g. quantization, with ``comparison`` set to the
-    variant).
+    other rows to show on the same axis below the line (dtype perturbations, labelled by their
+    ``comparison``; quantization, labelled by their setting).
     """
     rows = [floor.assign(kind="floor")]
     if reference is not None and len(reference):
-        label = reference["comparison"] if "comparison" in reference else reference["setting"]
+        label = reference["setting"]
+        if "comparison" in reference:  # a dtype perturbation keeps its own label
+            label = reference["comparison"].fillna(reference["setting"])
         rows.append(reference.assign(kind="quantization", comparison=label))
     df = pd.concat(rows, ignore_index=True)
     labels = list(dict.fromkeys(df.comparison))
