@@ -10,9 +10,10 @@ be read the same way; :func:`check_against` says which of its files differ from 
 The paper's sets, as the authors' code computes them:
 
 - :func:`quantization_models`, :func:`layer_models`: the first 50 of ``model_list.json``;
-- :func:`ft_edges`: every parent → child edge of ``sibling_info.json`` whose child and parent
-  are both in ``model_list.json``, whose child has a single parent (a string or a list of one;
-  longer lists are merges) and a type; 66 edges on the shipped copies;
+- :func:`ft_edges` (:func:`edges_of`): every parent → child edge of ``sibling_info.json``
+  whose child and parent are both in ``model_list.json``, whose child has a single parent (a
+  string or a list of one; longer lists are merges) and a type; 66 edges on the shipped
+  copies;
 - :func:`draw_pairs`: the FT, Intra-type and Random pairs of the fine-tuning setting.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "SHA256",
     "check_against",
     "draw_pairs",
+    "edges_of",
     "ft_edges",
     "layer_models",
     "model_list",
@@ -144,16 +146,23 @@ def single_parent(value: str | Sequence[str] | None) -> str | None:
 def ft_edges(directory: Path | None = None) -> pd.DataFrame:
     """The fine-tuning setting's parent → child edges: columns ``model``, ``parent``, ``type``.
 
-    Every child of ``sibling_info.json`` in ``model_list.json`` with a single parent
-    (:func:`single_parent`) that is in ``model_list.json`` too, and with a type in
-    ``modelname2type.json``; the edge's type is the child's. In ``model_list.json`` order of
-    the child. On the shipped copies: 66 edges (mistral 25, llama-3 20, others 11, gemma 5,
-    falcon 2, deepseek 2, llama-2 1).
+    :func:`edges_of` the released files. On the shipped copies: 66 edges (mistral 25,
+    llama-3 20, others 11, gemma 5, falcon 2, deepseek 2, llama-2 1).
     """
-    names = model_list(directory)
+    return edges_of(model_list(directory), model_types(directory), siblings(directory))
+
+
+def edges_of(
+    names: Sequence[str],
+    types: Mapping[str, str],
+    parents: Mapping[str, str | Sequence[str] | None],
+) -> pd.DataFrame:
+    """Every parent → child edge of ``parents`` (``sibling_info.json``) whose child is in
+    ``names`` (``model_list.json``) with a single parent (:func:`single_parent`) that is in
+    ``names`` too, and whose child has a type in ``types`` (``modelname2type.json``); the
+    edge's type is the child's. In ``names`` order of the child; columns ``model``,
+    ``parent``, ``type``."""
     listed = set(names)
-    types = model_types(directory)
-    parents = siblings(directory)
     rows = []
     for child in names:
         parent = single_parent(parents.get(child))
