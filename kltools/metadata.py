@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from kltools.errors import KLToolsError
+from kltools.hashing import sha256_file
 
 __all__ = [
     "COMMIT",
@@ -117,8 +118,7 @@ def check_against(directory: Path | str) -> dict[str, str]:
         if not theirs.is_file():
             out[name] = "missing"
             continue
-        a = hashlib.sha256(theirs.read_bytes()).hexdigest()
-        b = hashlib.sha256((DIRECTORY / name).read_bytes()).hexdigest()
+        a, b = sha256_file(theirs), sha256_file(DIRECTORY / name)
         out[name] = "same" if a == b else f"differs (release {a}, shipped {b})"
     return out
 
