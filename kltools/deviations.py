@@ -16,6 +16,20 @@ from kltools.config import Settings
 
 __all__ = ["Deviation", "chapter_table", "deviations", "page"]
 
+#: the paper's model sets (the authors' metadata, :mod:`kltools.metadata`)
+PAPER_QUANT = (
+    "the first 50 models of the authors' model_list.json; bitsandbytes LLM.int8() and fp4 "
+    "(float16 compute)"
+)
+PAPER_FT = (
+    "every typed single-parent edge of the authors' sibling_info.json within model_list.json: "
+    "66 (mistral 25, llama-3 20, others 11, gemma 5, falcon 2, deepseek 2, llama-2 1)"
+)
+PAPER_LAYERS = (
+    "the first 50 models of the authors' model_list.json, every adjacent pair of hidden states "
+    "(v1 Table 3 prints Llama-2-7b and Llama-3-8B)"
+)
+
 PRETRAINING = ("method", "trajectories", "consecutive", "seeds_sizes", "diffusion", "scale")
 EVERY = (*PRETRAINING, "quantization", "floor", "finetuning", "layers")
 
@@ -98,7 +112,7 @@ def _suite_rows(s: Settings) -> list[Deviation]:
         ),
         Deviation(
             "quantized models",
-            "up to 50 popular hub models; bnb int8 and fp4 (float16 compute)",
+            PAPER_QUANT,
             f"{', '.join(p.quant_bases)} with {', '.join(p.quant_schemes)}, stored "
             "pre-quantized, 4-bit compute dtype float32 (CPU); other schemes each under their "
             "own label",
@@ -107,7 +121,7 @@ def _suite_rows(s: Settings) -> list[Deviation]:
         ),
         Deviation(
             "fine-tuned models",
-            "hub lineages (mistral, llama-3, …; 66 FT pairs)",
+            PAPER_FT,
             f"children of {', '.join(p.ft_parents)} on {', '.join(p.ft_domains)} "
             f"({', '.join(p.ft_methods)}), one second generation",
             "offline: the suite fine-tunes its own models",
@@ -115,7 +129,7 @@ def _suite_rows(s: Settings) -> list[Deviation]:
         ),
         Deviation(
             "layer models",
-            "Llama-2-7b, Llama-3-8B (32 layers)",
+            PAPER_LAYERS,
             "the final checkpoint of every suite run",
             "offline",
             ("layers", "scale"),
@@ -125,8 +139,8 @@ def _suite_rows(s: Settings) -> list[Deviation]:
 
 def _pythia_rows(s: Settings) -> list[Deviation]:
     """Where a run of the ``pythia`` profile departs from the paper's own setting."""
-    from kltools.sources import layer_models
-    from kltools.sources.pythia import pythia_steps
+    from kltools import metadata
+    from kltools.sources.pythia import hub_models, layer_models, pythia_steps
 
     rows: list[Deviation] = []
     paper_steps = pythia_steps()
@@ -167,49 +181,102 @@ def _pythia_rows(s: Settings) -> list[Deviation]:
                 ("diffusion",),
             )
         )
-    if s.dtype != "float16":
-        rows.append(
-            Deviation(
-                "weight dtype",
-                "float16 (log-softmax in float32)",
-                f"{s.dtype} (log-softmax in float32)",
-                "16-bit matrix products are slow on a CPU",
-                EVERY,
-            )
-        )
-    compute = "float16" if s.device == "cuda" else "float32"
     rows.append(
         Deviation(
-            "quantized models",
-            "up to 50 popular hub models; bnb int8 and fp4 (float16 compute)",
-            f"{len(s.hub_models)} hub models with {', '.join(s.quant_schemes or ('bnb-int8', 'bnb-fp4', 'bnb-nf4'))}"
-            f" at load time, 4-bit compute dtype {compute}; nf4 under its own label",
-            "the paper does not list its 50 models",
+            "weight dtype and log-softmax",
+            "float16 weights on CUDA; log-softmax in the logits' dtype (float16, unless the model "
+            "class casts its logits to float32)",
+            f"{s.dtype} weights on {s.device}; log-softmax in float32 always",
+            "a float16 log-softmax over a full vocabulary loses precision; float32 removes that "
+            "error from every setting",
+            EVERY,
+        )
+    )
+    rows.append(
+        Deviation(
+            "batch size and padding",
+            "one text at a time (batch 1, no padding)",
+            f"batches of {s.batch_size} texts sorted by length, right-padded with an attention "
+            "mask",
+            "throughput; the floor chapter measures what batch size changes (batch1, batch64)",
+            EVERY,
+        )
+    )
+    rows.append(
+        Deviation(
+            "quantization baseline",
+            "each model's full-precision vector from the earlier paper (Oyama et al., 2025): "
+            "another extraction run, another pipeline",
+            "the full-precision vector extracted here, in the same run as its quantized copies",
+            "a quantized copy then differs from its baseline by quantization alone; the floor "
+            "chapter measures what a pipeline change alone adds",
             ("quantization", "floor", "scale"),
         )
     )
+    compute = "float16" if s.device == "cuda" else "float32"
+    quant = hub_models(s)
+    if quant != metadata.quantization_models() or compute != "float16":
+        rows.append(
+            Deviation(
+                "quantized models",
+                PAPER_QUANT,
+                f"{_models(quant)} with "
+                f"{', '.join(s.quant_schemes or ('bnb-int8', 'bnb-fp4', 'bnb-nf4'))} at load "
+                f"time, 4-bit compute dtype {compute}; nf4 under its own label",
+                _why_subset(quant, metadata.quantization_models()),
+                ("quantization", "floor", "scale"),
+            )
+        )
     rows.append(
         Deviation(
-            "fine-tuned models",
-            "parent→child pairs from hub metadata (66 FT pairs)",
-            "hub model cards (base_model) when online, else the checked-in "
-            f"{s.lineages_file or 'kltools/data/lineages.json'}",
-            "the paper does not list its models; the list is checked in for offline runs",
+            "fine-tuning edge source",
+            "parents collected by the authors from hub metadata (base_models / card base_model) "
+            "at the time of their run",
+            "the parents the authors released (sibling_info.json of shimo-lab/modelmap at "
+            f"{metadata.COMMIT[:7]}), not re-read from today's model cards",
+            "model cards change; the released file is the paper's set",
             ("finetuning", "scale"),
         )
     )
-    paper_layers = ("meta-llama/Llama-2-7b-hf", "meta-llama/Meta-Llama-3-8B")
-    if tuple(layer_models(s).values()) != paper_layers:
+    if s.lineages_file:
+        from kltools.sources.pythia import load_lineages_json
+
+        table = load_lineages_json(s.lineages_file)
+        edges = table[table.parent.notna()]
+        counts = ", ".join(f"{t} {n}" for t, n in edges.type.value_counts().items())
+        rows.append(
+            Deviation(
+                "fine-tuned models",
+                PAPER_FT,
+                f"{len(edges)} edges of {s.lineages_file} ({counts})",
+                "a parameter of this run (`lineages_file`)",
+                ("finetuning", "scale"),
+            )
+        )
+    layers = list(layer_models(s).values())
+    if layers != metadata.layer_models():
         rows.append(
             Deviation(
                 "layer models",
-                "Llama-2-7b, Llama-3-8B (32 layers)",
-                ", ".join(layer_models(s).values()),
-                "a parameter of this run",
+                PAPER_LAYERS,
+                _models(layers),
+                _why_subset(layers, metadata.layer_models()),
                 ("layers", "scale"),
             )
         )
     return rows
+
+
+def _models(ids: list[str]) -> str:
+    """``n models: a, b, …`` (ids shortened to their last part)."""
+    return f"{len(ids)} models: " + ", ".join(m.split("/")[-1] for m in ids)
+
+
+def _why_subset(ours: list[str], paper: list[str]) -> str:
+    """Why a run's model list differs from the paper's."""
+    if set(ours) <= set(paper):
+        return f"a parameter of this run: {len(ours)} of the paper's {len(paper)}"
+    return "a parameter of this run"
 
 
 def _rehearsal_rows(s: Settings) -> list[Deviation]:
@@ -220,7 +287,8 @@ def _rehearsal_rows(s: Settings) -> list[Deviation]:
     return [
         Deviation(
             "models (rehearsal)",
-            "the real hub models: Pythia 410M–6.9B, PolyPythia, 7–8B Llama/Mistral/Qwen/OLMo",
+            "the real hub models: Pythia 410M–6.9B, PolyPythia, and the 1–13B models of the "
+            "authors' metadata",
             "the rehearsal hub: small models of the same architecture classes under the real "
             f"repository ids and revisions ({shapes}; hub roots width 64), trained here for "
             f"{P.TOTAL_UPDATES} updates (Pythia step S ≥ 1000 = update {P.update_of_step(1000) - 1} + "
@@ -228,6 +296,19 @@ def _rehearsal_rows(s: Settings) -> list[Deviation]:
             "rehearses the hub code path offline on a CPU; its numbers test the pipeline, "
             "not the paper's claims",
             EVERY,
+        ),
+        Deviation(
+            "model sets (rehearsal)",
+            "quantization and layers: the first 50 of model_list.json; fine-tuning: its 66 typed "
+            "single-parent edges",
+            "subsets under the real hub ids (params/rehearsal.yaml): at least one model of each "
+            "architecture class the rehearsal builds (Llama, Mistral, Qwen2, GPT-NeoX) for "
+            "quantization and layers; for fine-tuning, at least two edges of every type with two "
+            "or more whose architecture it builds (mistral, llama-3, others, deepseek), and "
+            "llama-2's one edge; no gemma or falcon edges (it builds no Gemma or Falcon)",
+            "a CPU rehearsal trains every model it holds; the full sets would take hours "
+            f"(the hub holds {len(P.hub_models())} such models)",
+            ("quantization", "floor", "finetuning", "layers", "scale"),
         ),
         Deviation(
             "texts (rehearsal)",

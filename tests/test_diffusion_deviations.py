@@ -87,13 +87,16 @@ def test_deviations_are_computed_from_the_profile() -> None:
     # the paper's own setting: only what the paper leaves open or the book adds
     assert [d.topic for d in deviations(pythia, rehearsal=False)] == [
         "weight-space exponents",  # off by default: c_l < c_W is then not tested
-        "quantized models",
-        "fine-tuned models",
+        "weight dtype and log-softmax",
+        "batch size and padding",
+        "quantization baseline",
+        "fine-tuning edge source",
         "numerical floor",
-    ]
+    ]  # the paper's model sets (the authors' metadata) are no deviation
     thinned = pythia.replace(steps=[1000, 2000, 3000], window=3, dtype="float32")
     topics = [d.topic for d in deviations(thinned, rehearsal=True)]
-    assert {"checkpoints", "diffusion window", "weight dtype", "models (rehearsal)"} <= set(topics)
+    assert {"checkpoints", "diffusion window", "weight dtype and log-softmax"} <= set(topics)
+    assert {"models (rehearsal)", "model sets (rehearsal)"} <= set(topics)
     assert "3 of them" in " ".join(d.ours for d in deviations(thinned, rehearsal=False))
     assert "## Profile `pythia`" in page() and "## Rehearsal of `pythia`" in page()
 

@@ -55,10 +55,13 @@ def test_full_plan_holds_what_the_pythia_profile_asks_for() -> None:
         repo, rev = unit.spec.split("@")
         assert int(rev.removeprefix("step")) in runs[repo].steps, unit.spec
     hub = {h.repo: h for h in P.hub_models()}
-    for repo in P.pythia_params_models():
+    for repo in P.params_models():
         assert repo in runs or repo in hub, repo
     for e in P.lineage_entries():
         assert hub[e["model"]].parent == e.get("parent")
+    assert set(hub) == set(P.params_models()) - set(runs) | {
+        x for e in P.lineage_entries() for x in (e["model"], e["parent"]) if x
+    }  # what the parameters name, nothing more
     # 4-bit bitsandbytes on the CPU needs widths divisible by 64
     for h, _, _ in P.PYTHIA_SHAPES.values():
         assert h % 64 == 0
@@ -354,12 +357,43 @@ def test_rehearsal_parameters_fit_every_chapter_and_the_plan() -> None:
         for key in P.MODEL_KEYS:
             for repo in (section or {}).get(key, []):
                 assert repo in repos, repo
-    # the same chapters, model lists and schemes as the real profile
+    # the same chapters, floor models and schemes as the real profile
     real = yaml.safe_load((ROOT / "params" / "pythia.yaml").read_text())
     assert set(doc["chapters"]) == set(real["chapters"])
-    assert set(P.pythia_params_models()) >= {"meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B"}
-    for key in (*P.MODEL_KEYS, "quant_schemes", "floor_settings", "lineages_file", "pair_seed"):
+    for key in ("floor_models", "quant_schemes", "floor_settings", "pair_seed"):
         assert doc["common"].get(key) == real["common"].get(key), key
+
+
+def test_the_rehearsal_holds_a_subset_of_the_papers_sets() -> None:
+    """Quantization and layer models: some of the first 50 of the authors' model list, at
+    least one of each architecture class the rehearsal builds; fine-tuning: some of the
+    paper's typed single-parent edges, two or more of every type with two or more edges
+    whose architecture the rehearsal builds, with the paper's types."""
+    from collections import Counter
+
+    from kltools import book, metadata
+
+    common = book.load_profile("pythia", ROOT / "params" / "rehearsal.yaml")["common"]
+    first50 = metadata.model_list()[:50]
+    hub = {h.repo: h for h in P.hub_models()}
+    for key in ("hub_models", "layer_models"):
+        chosen = common[key]
+        assert chosen and set(chosen) <= set(first50), key
+        assert chosen == [m for m in first50 if m in chosen], key  # in the paper's order
+        assert {hub[m].family for m in chosen} == set(P.ARCHITECTURES), key
+    paper = {(c, p): t for c, p, t in metadata.ft_edges().itertuples(index=False)}
+    types = metadata.model_types()
+    ours = P.lineage_entries()
+    edges = [(e["model"], e["parent"]) for e in ours if e["parent"]]
+    assert edges and all(paper.get(edge) == e["type"] for edge, e in
+                         zip(edges, [e for e in ours if e["parent"]]))  # fmt: skip
+    assert all(types[e["model"]] == e["type"] for e in ours if not e["parent"])
+    counts = Counter(paper[edge] for edge in edges)
+    built = {t for edge, t in paper.items() if edge[1] in hub or edge[1] in P.ROOT_FAMILIES}
+    for typ, n in Counter(paper.values()).items():
+        if n >= 2 and typ in built:
+            assert counts[typ] >= 2, typ
+    assert {"mistral", "llama-3", "others", "deepseek"} <= set(counts)
 
 
 def test_cli_lists_the_rehearsal_and_refuses_bad_arguments(rehearsal_root: Path, capsys) -> None:
@@ -368,7 +402,7 @@ def test_cli_lists_the_rehearsal_and_refuses_bad_arguments(rehearsal_root: Path,
     assert main(["rehearsal", "list", "--root", str(rehearsal_root)]) == 0
     out = capsys.readouterr().out
     assert "EleutherAI/pythia-1b" in out and "LlamaForCausalLM" in out
-    assert "lmsys/vicuna-7b-v1.5" in out and "meta-llama/Llama-2-7b-hf" in out
+    assert "rinna/youri-7b" in out and "meta-llama/Llama-2-7b-hf" in out
     assert main(["rehearsal", "build", "--root", str(rehearsal_root), "--jobs", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--jobs" in err[0]

@@ -218,16 +218,26 @@ def test_eight_and_four_bit_are_one_scheme_each(monkeypatch: pytest.MonkeyPatch)
 
 
 def _paper_draws(lin: pd.DataFrame, seed: int) -> list[tuple[str, str, str]]:
-    """The authors' sampling, written out: per-type Random(seed), sample(candidates, 2)."""
-    out = [("FT", p, c) for p, c in zip(lin.parent, lin.model) if isinstance(p, str)]
-    gen = random.Random(seed)
-    for typ in sorted(set(lin.type)):
-        members = list(lin.model[lin.type == typ])
+    """The authors' sampling, written out: models numbered after the 1018 rows of their model
+    list (in order of first appearance, child then parent); per type (first appearance)
+    Random(seed), sample(candidates, 2) with candidates a set of the ids of the type's
+    children and parents; Random from the set of all candidates, continuing the generator."""
+    edges = [(c, p, t) for c, p, t in zip(lin.model, lin.parent, lin.type) if isinstance(p, str)]
+    out = [("FT", p, c) for c, p, _ in edges]
+    ids: dict[str, int] = {}
+    for c, p, _ in edges:
+        for m in (c, p):
+            ids.setdefault(m, 1018 + len(ids))
+    name = {i: m for m, i in ids.items()}
+    gen, pooled = random.Random(seed), []
+    for typ in dict.fromkeys(t for _, _, t in edges):
+        mine = [(c, p) for c, p, t in edges if t == typ]
+        candidates = list({ids[m] for pair in mine for m in pair})
+        pooled += candidates
         gen = random.Random(seed)
-        n_ft = int(lin.parent[lin.type == typ].notna().sum())
-        out += [("Intra-type", *gen.sample(members, 2)) for _ in range(n_ft)]
-    everyone = list(lin.model)
-    out += [("Random", *gen.sample(everyone, 2)) for _ in range(int(lin.parent.notna().sum()))]
+        out += [("Intra-type", *map(name.get, gen.sample(candidates, 2))) for _ in mine]
+    everyone = list(set(pooled))
+    out += [("Random", *map(name.get, gen.sample(everyone, 2))) for _ in edges]
     return out
 
 

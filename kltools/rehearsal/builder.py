@@ -116,7 +116,7 @@ def _prepare(work: Path, root_tmp: Path, smoke: bool, log: Any) -> dict[str, Any
     from kltools.texts import load_texts, pile_recipe
 
     train_docs, heldout_docs = T.corpus_split()
-    families = ["neox"] + sorted({h.family for h in P.hub_models(smoke)})
+    families = list(dict.fromkeys(["neox", *sorted({h.family for h in P.hub_models(smoke)})]))
     (work / "data").mkdir(parents=True, exist_ok=True)
     seq, bs = SEQ_LEN[smoke], P.TRAIN["batch_size"]
     for fam in families:

@@ -15,17 +15,19 @@ Pretraining runs
     warm-up and cosine schedule are Pythia's, scaled: 1 % warm-up, decay to 10 %.
 
 Hub models
-    The quantization, floor, layer and scale lists of ``params/pythia.yaml`` and the
-    fine-tuning lineages of ``kltools/data/lineages.json``: each root (Llama-2, Llama-3,
-    Mistral, Qwen2, OLMo-2) is a scaled-down model of its real architecture class with its own
-    tokenizer; each fine-tuned child starts from its parent's weights, is fine-tuned briefly on
-    one corpus domain, and names its parent in the model card's ``base_model`` (what
-    :func:`kltools.sources.pythia.fetch_hub_lineages` reads on the hub).
+    A subset of the paper's sets (:mod:`kltools.metadata`), named in ``params/rehearsal.yaml``:
+    its quantization and layer models (``hub_models``, ``layer_models``: some of the first 50
+    of the authors' ``model_list.json``, one or more of each architecture class the rehearsal
+    builds) and its fine-tuning lineages (``lineages_file``, ``kltools/data/lineages.json``:
+    some of the paper's typed single-parent edges, every type with at least two edges whose
+    architecture the rehearsal builds). Each root (a model without a parent here) is a
+    scaled-down model of its real architecture class (:data:`ROOT_FAMILIES`) with its family's
+    tokenizer; each fine-tuned child starts from its parent's weights, is fine-tuned briefly
+    on one corpus domain, and names its parent in the model card's ``base_model``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,6 @@ TOKENIZERS: dict[str, dict[str, Any]] = {
     },
     "mistral": {"vocab": 1050, "add_bos": True, "bos": "<s>", "eos": "</s>", "unk": "<unk>"},
     "qwen2": {"vocab": 1150, "add_bos": False, "bos": None, "eos": "<|endoftext|>"},
-    "olmo2": {"vocab": 1024, "add_bos": False, "bos": "<|endoftext|>", "eos": "<|endoftext|>"},
 }
 
 #: architecture class per root family: (config class, stored dtype, config fields)
@@ -96,23 +97,35 @@ ARCHITECTURES: dict[str, tuple[str, str, dict[str, Any]]] = {
          "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32768,
          "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False},
     ),
-    "olmo2": (
-        "Olmo2Config",
-        "float32",
-        {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 4096,
-         "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+    "neox": (
+        "GPTNeoXConfig",
+        "float16",
+        {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "max_position_embeddings": 2048, "rotary_pct": 0.25,
+         "rotary_emb_base": 10000, "use_parallel_residual": True, "hidden_act": "gelu",
+         "layer_norm_eps": 1e-5, "tie_word_embeddings": False},
     ),
 }  # fmt: skip
 
-#: the root of each hub family (the model every other member descends from or sits beside)
-FAMILY_ROOTS: dict[str, str] = {
-    "meta-llama/Llama-2-7b-hf": "llama-2",
-    "meta-llama/Meta-Llama-3-8B": "llama-3",
+#: the family (architecture class and tokenizer of :data:`ARCHITECTURES`) of every hub model
+#: the rehearsal may build from scratch: the roots of the rehearsal's subset of the paper's sets
+ROOT_FAMILIES: dict[str, str] = {
     "mistralai/Mistral-7B-v0.1": "mistral",
-    "Qwen/Qwen2-7B": "qwen2",
-    "allenai/OLMo-2-1124-7B": "olmo2",
+    "meta-llama/Llama-2-7b-hf": "llama-2",
+    "meta-llama/Llama-2-13b-hf": "llama-2",
+    "upstage/SOLAR-10.7B-v1.0": "llama-2",  # a Llama with the Llama-2 tokenizer
+    "meta-llama/Meta-Llama-3-8B": "llama-3",
+    "deepseek-ai/DeepSeek-Prover-V1.5-Base": "llama-3",  # a Llama (bfloat16, adds a BOS)
+    "Qwen/Qwen2-1.5B": "qwen2",
+    "OpenAssistant/oasst-sft-4-pythia-12b-epoch-3.5": "neox",  # a GPT-NeoX (Pythia 12B)
 }
+#: the smoke rehearsal's hub models: Llama-2-7b and Llama-2-13b with their paper children
+SMOKE_HUB: tuple[str, ...] = (
+    "meta-llama/Llama-2-7b-hf",
+    "rinna/youri-7b",
+    "meta-llama/Llama-2-13b-hf",
+    "haoranxu/ALMA-13B-Pretrain",
+)
 
 #: corpus domains the children are fine-tuned on, in turn
 FT_DOMAINS: tuple[str, ...] = ("prose", "docs", "code")
@@ -252,19 +265,26 @@ def _project_file(rel: str) -> Path:
 
 #: parameter keys that name hub models
 MODEL_KEYS: tuple[str, ...] = ("hub_models", "floor_models", "layer_models")
+#: the rehearsal's parameters (relative to the project root)
+PARAMS = "params/rehearsal.yaml"
 
 
-def pythia_params_models(path: str | Path | None = None) -> list[str]:
-    """Every hub repository named in ``params/pythia.yaml`` (its model lists, common or per chapter)."""
+def _common_and_chapters(path: str | Path | None) -> tuple[Path, list[dict[str, Any]]]:
     import yaml
 
-    p = Path(path) if path is not None else _project_file("params/pythia.yaml")
+    p = Path(path) if path is not None else _project_file(PARAMS)
     try:
         doc = yaml.safe_load(p.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise KLToolsError(f"cannot read the pythia parameters {p}: {exc}") from exc
+        raise KLToolsError(f"cannot read the rehearsal parameters {p}: {exc}") from exc
+    return p, [doc.get("common") or {}, *((doc.get("chapters") or {}).values())]
+
+
+def params_models(path: str | Path | None = None) -> list[str]:
+    """Every hub repository the model lists of ``params/rehearsal.yaml`` name (common or per
+    chapter), in order of first mention."""
+    _, sections = _common_and_chapters(path)
     repos: list[str] = []
-    sections = [doc.get("common") or {}, *(doc.get("chapters") or {}).values()]
     for section in sections:
         for key, value in (section or {}).items():
             if key in MODEL_KEYS and isinstance(value, list):
@@ -273,57 +293,58 @@ def pythia_params_models(path: str | Path | None = None) -> list[str]:
 
 
 def lineage_entries(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """The fine-tuning lineages (``kltools/data/lineages.json``): model, parent, type."""
-    p = Path(path) if path is not None else _project_file("kltools/data/lineages.json")
-    try:
-        return list(json.loads(p.read_text())["lineages"])
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
-        raise KLToolsError(f"cannot read the hub lineages {p}: {exc}") from exc
+    """The fine-tuning lineages of ``params/rehearsal.yaml`` (its ``lineages_file``, read by
+    :func:`kltools.sources.pythia.load_lineages_json`): model, parent, type."""
+    from kltools.sources.pythia import load_lineages_json
+
+    p, sections = _common_and_chapters(path)
+    files = {str(sec["lineages_file"]) for sec in sections if sec and sec.get("lineages_file")}
+    if len(files) != 1:
+        raise KLToolsError(f"{p} must name one lineages_file (the rehearsal's edges), not {files}")
+    table = load_lineages_json(files.pop())
+    return [{"model": m, "parent": par if isinstance(par, str) else None, "type": t}
+            for m, par, t in zip(table.model, table.parent, table.type)]  # fmt: skip
 
 
 def hub_models(smoke: bool = False) -> list[HubPlan]:
     """The rehearsal's hub models, roots first, each child after its parent.
 
-    Roots are the families of :data:`FAMILY_ROOTS`; children come from the lineages file. Every
-    non-Pythia repository the pythia parameters name must be a root or a child (checked).
-    Smoke: Llama-2 and two of its children.
+    Every repository that ``params/rehearsal.yaml`` names (its model lists and its lineages
+    file) and that is no Pythia run: a root is built from scratch in its family of
+    :data:`ROOT_FAMILIES` (one error naming the repositories without one), a child is
+    fine-tuned from its parent. Smoke: :data:`SMOKE_HUB`.
     """
-    entries = lineage_entries()
-    family_of = dict(FAMILY_ROOTS)
-    children: list[dict[str, Any]] = []
-    for e in entries:
-        if e.get("parent") is None:
-            if e["model"] not in family_of:
-                raise KLToolsError(f"lineage root {e['model']!r} has no rehearsal architecture")
-        else:
-            children.append(e)
-    named = [r for r in pythia_params_models() if not r.startswith("EleutherAI/pythia-")]
-    known = set(family_of) | {c["model"] for c in children}
-    unknown = [r for r in named if r not in known]
+    held = {r.repo for r in pythia_runs()}
+    entries = [e for e in lineage_entries() if e.get("parent") is not None]
+    parent_of = {e["model"]: e["parent"] for e in entries}
+    named = [r for r in params_models() if r not in held]
+    wanted = list(dict.fromkeys([*named, *(x for e in entries for x in (e["parent"], e["model"]))]))
+    roots = [r for r in wanted if r not in parent_of]
+    unknown = [r for r in roots if r not in ROOT_FAMILIES]
     if unknown:
         raise KLToolsError(
-            f"params/pythia.yaml names {unknown} but the rehearsal plans no such model"
+            f"{PARAMS} names {unknown}, which the rehearsal can build neither as a fine-tuned "
+            "child nor from scratch (kltools.rehearsal.plan.ROOT_FAMILIES)"
         )
-    plans = [HubPlan(repo, fam, None, None, 0, 100 + i) for i, (repo, fam) in
-             enumerate(family_of.items())]  # fmt: skip
+    plans = [HubPlan(repo, ROOT_FAMILIES[repo], None, None, 0, 100 + i)
+             for i, repo in enumerate(roots)]  # fmt: skip
     done = {p.repo: p for p in plans}
-    pending = list(children)
+    pending = [r for r in wanted if r in parent_of]
     while pending:
         progressed = False
-        for e in list(pending):
-            parent = done.get(e["parent"])
+        for child in list(pending):
+            parent = done.get(parent_of[child])
             if parent is None:
                 continue
             i = len(done)
-            plan = HubPlan(e["model"], parent.family, parent.repo,
+            plan = HubPlan(child, parent.family, parent.repo,
                            FT_DOMAINS[i % len(FT_DOMAINS)], parent.generation + 1, 100 + i)  # fmt: skip
             plans.append(plan)
             done[plan.repo] = plan
-            pending.remove(e)
+            pending.remove(child)
             progressed = True
         if not progressed:
             raise KLToolsError(f"lineages name parents outside the list: {pending}")
     if smoke:
-        keep = {"meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-7b-chat-hf", "lmsys/vicuna-7b-v1.5"}
-        plans = [p for p in plans if p.repo in keep]
+        plans = [p for p in plans if p.repo in SMOKE_HUB]
     return plans

@@ -9,8 +9,8 @@ one per revision, into a staging folder; :mod:`kltools.rehearsal.builder` then l
 as a hub cache.
 
 A model folder holds what a hub snapshot holds: ``config.json``, ``generation_config.json``,
-``model.safetensors`` (in the real model's storage dtype: float16 for Pythia and Llama-2,
-bfloat16 for Llama-3, Mistral and Qwen2, float32 for OLMo-2), the tokenizer files,
+``model.safetensors`` (in the real model's storage dtype: float16 for Pythia, GPT-NeoX and
+Llama-2, bfloat16 for Llama-3, Mistral and Qwen2), the tokenizer files,
 ``README.md`` (the model card; children name their parent in ``base_model``) and
 ``.gitattributes``.
 """

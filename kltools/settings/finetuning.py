@@ -1,12 +1,15 @@
 """The fine-tuning settings: FT, Intra-type and Random (paper §3.3).
 
+The pairs are drawn by :func:`kltools.metadata.draw_pairs`, as the authors' code draws them:
+
 - **FT**: every parent → child edge of the lineages (single parent only).
-- **Intra-type**: for each type (sorted by name), a ``random.Random`` generator re-seeded with
-  the same seed (``s.pair_seed``, the paper's 0) draws as many pairs as the type has FT pairs,
-  each pair ``sample(candidates, 2)`` from the type's lineage models — two distinct models,
-  but the same pair may be drawn again (with replacement across draws).
-- **Random**: as many pairs as FT pairs in all, each ``sample(all models, 2)``, drawn by the
-  same generator continuing after the last type.
+- **Intra-type**: for each type (in order of first appearance among the edges), a
+  ``random.Random`` generator re-seeded with the same seed (``s.pair_seed``, the paper's 0)
+  draws as many pairs as the type has FT pairs, each pair ``sample(candidates, 2)`` from the
+  children and parents of the type's edges — two distinct models, but the same pair may be
+  drawn again (with replacement across draws).
+- **Random**: as many pairs as FT pairs in all, each ``sample`` from every type's candidates,
+  drawn by the same generator continuing after the last type.
 
 All pairs on all analysis texts; KL on the shared resamples.
 """
@@ -14,12 +17,12 @@ All pairs on all analysis texts; KL on the shared resamples.
 from __future__ import annotations
 
 import functools
-import random
 from typing import Any
 
 import pandas as pd
 
 from kltools.config import Settings
+from kltools.metadata import draw_pairs
 from kltools.pairs import PairSet, build_pairs
 from kltools.settings.stores import finetuning_store, resamples, text_positions
 
@@ -33,29 +36,6 @@ __all__ = [
     "report",
     "table2",
 ]
-
-
-def draw_pairs(lineages: pd.DataFrame, seed: int) -> list[tuple[str, str, str, str]]:
-    """The paper's pair draws: ``(setting, type, a, b)`` for FT, Intra-type and Random.
-
-    ``lineages``: columns ``model``, ``parent`` (None for a root) and ``type``, in listing
-    order (the order ``sample`` draws from).
-    """
-    out = [
-        ("FT", r.type, r.parent, r.model) for r in lineages[lineages.parent.notna()].itertuples()
-    ]
-    rng = random.Random(seed)
-    for typ in sorted(lineages.type.unique()):
-        members = lineages[lineages.type == typ]
-        rng = random.Random(seed)
-        for _ in range(int(members.parent.notna().sum())):
-            a, b = rng.sample(members.model.tolist(), 2)
-            out.append(("Intra-type", typ, a, b))
-    type_of = dict(zip(lineages.model, lineages.type))
-    for _ in range(int(lineages.parent.notna().sum())):
-        a, b = rng.sample(lineages.model.tolist(), 2)
-        out.append(("Random", type_of[a] if type_of[a] == type_of[b] else "mixed", a, b))
-    return out
 
 
 @functools.lru_cache(maxsize=4)

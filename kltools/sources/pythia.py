@@ -1,11 +1,17 @@
 """The paper's hub models (profile ``pythia``): Pythia sizes and PolyPythia seeds, copies
-quantized at load time with bitsandbytes, hub fine-tuning lineages."""
+quantized at load time with bitsandbytes, fine-tuning lineages and logit-lens models.
+
+The quantization, fine-tuning and layer sets are the paper's by default, read from the
+authors' metadata (:mod:`kltools.metadata`): the first 50 of ``model_list.json`` for
+quantization and layers, the 66 typed single-parent edges of ``sibling_info.json`` for
+fine-tuning. ``hub_models``, ``layer_models`` and ``lineages_file`` override them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +38,11 @@ __all__ = [
     "SEEDS",
     "SEED_SIZE",
     "SIZES",
-    "fetch_hub_lineages",
+    "hub_models",
+    "layer_models",
     "lineages",
     "load_lineages_json",
+    "paper_lineages",
     "pretraining_runs",
     "pythia_steps",
     "quant_catalogue",
@@ -83,12 +91,34 @@ def pretraining_runs(profile: str = "pythia") -> list[Run]:
     return runs + [run(f"pythia-{SEED_SIZE}-seed{k}", SEED_SIZE, k, True) for k in SEEDS]
 
 
+def hub_models(s: Settings) -> list[str]:
+    """The quantization setting's hub models: ``s.hub_models``, else the paper's (the first 50
+    of the authors' ``model_list.json``)."""
+    from kltools import metadata
+
+    return list(s.hub_models) or metadata.quantization_models()
+
+
+def layer_models(s: Settings) -> dict[str, str]:
+    """label -> hub id of the layer setting's models: ``s.layer_models``, else the paper's (the
+    first 50 of the authors' ``model_list.json``). The label is the id's last part, or the
+    whole id where two models share it (``meta-llama/`` and ``NousResearch/``
+    ``Meta-Llama-3-8B-Instruct``)."""
+    from collections import Counter
+
+    from kltools import metadata
+
+    ids = list(s.layer_models) or metadata.layer_models()
+    short = Counter(m.split("/")[-1] for m in ids)
+    return {(m.split("/")[-1] if short[m.split("/")[-1]] == 1 else m): m for m in ids}
+
+
 def quant_catalogue(s: Settings) -> pd.DataFrame:
-    """Load-time bitsandbytes quantization of the hub models ``s.hub_models``."""
+    """Load-time bitsandbytes quantization of the hub models (:func:`hub_models`)."""
     from kltools.sources.suite import scheme_info
 
     rows = []
-    for m in s.hub_models:
+    for m in hub_models(s):
         for scheme in s.quant_schemes or (*PAPER_SCHEMES, "bnb-nf4"):
             family, bits = scheme_info(scheme)
             if family != "bitsandbytes":
@@ -125,84 +155,80 @@ def quant_catalogue(s: Settings) -> pd.DataFrame:
 
 
 def load_lineages_json(path: str | Path | None = None) -> pd.DataFrame:
-    """The checked-in hub lineages (``kltools/data/lineages.json``)."""
+    """A lineages file (default ``kltools/data/lineages.json``, the rehearsal's subset of the
+    paper's edges): ``{"lineages": [{"model", "parent", "type"[, "generation", "method",
+    "domain"]}, …]}``, roots with parent null. A relative path not found as given is read
+    from the project root (a chapter runs in ``notebooks/``; parameter files name paths from
+    the project root)."""
+    from kltools.paths import project_root
+
     p = Path(path) if path else Path(__file__).parent.parent / "data" / "lineages.json"
+    if not p.is_absolute() and not p.exists() and (project_root() / p).exists():
+        p = project_root() / p
     try:
         doc = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise KLToolsError(f"cannot read lineages from {p}: {exc}") from exc
+        rows = [
+            dict(
+                model=it["model"],
+                spec=it["model"],
+                parent=it.get("parent"),
+                type=it["type"],
+                generation=int(it.get("generation", 0 if it.get("parent") is None else 1)),
+                method=it.get("method", "hub"),
+                domain=it.get("domain", ""),
+            )
+            for it in doc["lineages"]
+        ]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise KLToolsError(f"cannot read lineages from {p}: {exc!r}") from exc
+    return pd.DataFrame(rows, columns=LINEAGE_COLUMNS)
+
+
+#: the columns of a lineage table
+LINEAGE_COLUMNS = ["model", "spec", "parent", "type", "generation", "method", "domain"]
+
+
+def paper_lineages(directory: Path | None = None) -> pd.DataFrame:
+    """The paper's fine-tuning lineages: every edge of :func:`kltools.metadata.ft_edges` (the
+    child's row, with the edge's type), then every parent that is no child as a root row (its
+    own type), so that the fine-tuning store scores it. ``generation``: the number of edges up
+    to a root."""
+    from kltools import metadata
+
+    edges = metadata.ft_edges(directory)
+    types = metadata.model_types(directory)
+    parent_of = dict(zip(edges.model, edges.parent))
+
+    def generation(m: str) -> int:
+        g = 0
+        while m in parent_of and g <= len(parent_of):
+            m, g = parent_of[m], g + 1
+        return g
+
     rows = [
-        dict(
-            model=it["model"],
-            spec=it["model"],
-            parent=it.get("parent"),
-            type=it["type"],
-            generation=int(it.get("generation", 0 if it.get("parent") is None else 1)),
-            method=it.get("method", "hub"),
-            domain=it.get("domain", ""),
-        )
-        for it in doc["lineages"]
+        dict(model=c, spec=c, parent=p, type=t, generation=generation(c), method="hub", domain="")
+        for c, p, t in zip(edges.model, edges.parent, edges.type)
     ]
-    return pd.DataFrame(rows)
-
-
-def fetch_hub_lineages(children: Sequence[str], types: Mapping[str, str]) -> pd.DataFrame:
-    """Parents of hub models from their card's ``base_model`` (single parent only)."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    parent_of: dict[str, str] = {}
-    for child in children:
-        card = api.model_info(child).card_data or {}
-        base = card.get("base_model") if hasattr(card, "get") else None
-        if isinstance(base, list):
-            base = base[0] if len(base) == 1 else None
-        if isinstance(base, str):
-            parent_of[child] = base
-    rows = [
-        dict(model=r, spec=r, parent=None, type=t, generation=0, method="pretrained", domain="")
-        for r, t in types.items()
-    ]
-    generation = dict.fromkeys(types, 0)
-    known = dict(types)
-    changed = True
-    while changed:
-        changed = False
-        for child, parent in parent_of.items():
-            if parent in known and child not in known:
-                known[child], generation[child] = known[parent], generation[parent] + 1
-                rows.append(
-                    dict(
-                        model=child,
-                        spec=child,
-                        parent=parent,
-                        type=known[parent],
-                        generation=generation[child],
-                        method="hub",
-                        domain="",
-                    )
-                )
-                changed = True
-    return pd.DataFrame(rows)
+    rows += [
+        dict(model=p, spec=p, parent=None, type=types[p], generation=0, method="pretrained",
+             domain="")
+        for p in dict.fromkeys(edges.parent)
+        if p not in parent_of
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=LINEAGE_COLUMNS)
 
 
 def lineages(s: Settings) -> tuple[pd.DataFrame, str]:
-    """Hub lineages: from hub metadata when online, else the checked-in file."""
-    from kltools.models import _hub_offline
+    """The fine-tuning lineages and where they come from: ``s.lineages_file`` when set, else
+    the paper's (:func:`paper_lineages`)."""
+    from kltools import metadata
 
-    listed = load_lineages_json(s.lineages_file or None)
-    if _hub_offline():
-        return (
-            listed,
-            f"checked-in list {s.lineages_file or 'kltools/data/lineages.json'} (hub offline)",
-        )
-    roots = listed[listed.parent.isna()]
-    children = listed[listed.parent.notna()].model.tolist()
-    try:
-        fetched = fetch_hub_lineages(children, dict(zip(roots.model, roots.type)))
-    except Exception as exc:  # network errors of every flavour
-        return listed, f"checked-in list (hub metadata unavailable: {type(exc).__name__})"
-    return fetched, "hub metadata (card base_model)"
+    if s.lineages_file:
+        return load_lineages_json(s.lineages_file), f"the lineages file {s.lineages_file}"
+    return paper_lineages(), (
+        f"the authors' metadata ({metadata.REPOSITORY}, sibling_info.json at "
+        f"{metadata.COMMIT[:7]}): every typed single-parent edge"
+    )
 
 
 def texts(s: Settings) -> TextSet:
