@@ -29,6 +29,17 @@ FINAL_NORMS: dict[str, str] = {
     "qwen3": "model.norm",
     "olmo2": "model.norm",
     "gpt2": "transformer.ln_f",
+    "gpt_neo": "transformer.ln_f",
+    "gptj": "transformer.ln_f",
+    "bloom": "transformer.ln_f",
+    "falcon": "transformer.ln_f",
+    "mpt": "transformer.norm_f",
+    "opt": "model.decoder.final_layer_norm",
+    "phi": "model.final_layernorm",
+    "phi3": "model.norm",
+    "gemma": "model.norm",
+    "gemma2": "model.norm",
+    "starcoder2": "model.norm",
 }
 
 
@@ -64,6 +75,11 @@ def final_norm(model: Any) -> Any:
         module = getattr(module, part, None)
         if module is None:
             raise KLToolsError(f"model of type {mtype!r} has no {path}; cannot apply the lens")
+    if getattr(getattr(getattr(model, "model", None), "decoder", None), "project_out", None):
+        raise KLToolsError(  # OPT-350m projects after the final norm: the lens would skip it
+            f"model of type {mtype!r} projects its hidden states after the final norm; the "
+            "lens (final norm, then unembedding) does not apply to it"
+        )
     return module
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from kltools.errors import KLToolsError
 from kltools.extraction import score_texts
-from kltools.lens import check_layers, final_norm, lens_logits, unembedding
+from kltools.lens import FINAL_NORMS, check_layers, final_norm, lens_logits, n_layers, unembedding
 from kltools.models import load_model
 
 TEXT = "We hold these truths to be self-evident, that all men are created equal."
@@ -105,3 +105,68 @@ def test_check_layers() -> None:
         check_layers([3], 2)
     with pytest.raises(KLToolsError, match="repeat"):
         check_layers([1, 1], 2)
+
+
+#: a tiny random config of each architecture the lens knows besides GPT-NeoX and Llama
+LENS_CONFIGS: dict[str, dict[str, object]] = {
+    "gpt2": dict(n_embd=32, n_layer=2, n_head=4, vocab_size=64, n_positions=64),
+    "gpt_neo": dict(
+        hidden_size=32, num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]],
+        vocab_size=64, max_position_embeddings=64,
+    ),
+    "gptj": dict(n_embd=32, n_layer=2, n_head=4, rotary_dim=4, vocab_size=64, n_positions=64),
+    "bloom": dict(hidden_size=32, n_layer=2, n_head=4, vocab_size=64),
+    "falcon": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=64),
+    "mpt": dict(d_model=32, n_layers=2, n_heads=4, vocab_size=64, max_seq_len=64),
+    "opt": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=64, vocab_size=64,
+        max_position_embeddings=64, word_embed_proj_dim=32,
+    ),
+    "phi": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        vocab_size=64, max_position_embeddings=64,
+    ),
+    "phi3": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, vocab_size=64, max_position_embeddings=64, pad_token_id=0,
+    ),
+    "gemma": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, intermediate_size=64, vocab_size=64, max_position_embeddings=64,
+    ),
+    "starcoder2": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, vocab_size=64, max_position_embeddings=64,
+    ),
+    "mistral": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, vocab_size=64, max_position_embeddings=64,
+    ),
+    "qwen2": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, vocab_size=64, max_position_embeddings=64,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model_type", sorted(LENS_CONFIGS))
+def test_final_norm_is_the_module_before_the_unembedding(model_type: str) -> None:
+    """For every architecture the lens knows, the module :func:`final_norm` names is the one
+    whose output the model unembeds: capture its output in the model's own forward pass and
+    the unembedding of it is the model's logits (a wrong path cannot pass)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    assert model_type in FINAL_NORMS
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model(model_type, **LENS_CONFIGS[model_type])
+    ).eval()
+    captured: dict[str, torch.Tensor] = {}
+    hook = final_norm(m).register_forward_hook(lambda mod, i, o: captured.setdefault("o", o))
+    try:
+        with torch.no_grad():
+            out = m(torch.randint(0, 60, (1, 7)), output_hidden_states=True)
+    finally:
+        hook.remove()
+    torch.testing.assert_close(m.get_output_embeddings()(captured["o"]), out.logits)
+    assert n_layers(m) == 2
