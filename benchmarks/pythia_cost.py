@@ -4,12 +4,17 @@ Pure functions, no torch and no network, so ``python benchmarks/gpu_check.py --p
 download list anywhere and ``make gpu-check`` turns its measured throughput into a projection.
 
 - :data:`REAL_SHAPES`: the published configs (width, depth, heads, key/value heads, MLP width,
-  vocabulary, MLP kind) of every model the profile names. Parameter counts are *computed* from
-  them (:func:`param_count`); a test checks the Pythia counts against the Pythia paper's.
+  vocabulary, MLP kind) of the Pythia sizes and of the main hub families. Parameter counts are
+  *computed* from them (:func:`param_count`); a test checks the Pythia counts against the
+  Pythia paper's. The paper's other models (the first 50 of the authors' ``model_list.json``
+  and the 66 fine-tuning edges: 119 repositories of a dozen architectures) get an *estimated*
+  shape (:func:`shape_of`): the size their name states (``7b``, ``1.3B``), else their family's
+  usual size, spread over a template of their family; :func:`shape_source` says which, and the
+  plan marks estimates with ``~``.
 - :func:`full_run`: every extraction unit of the profile, read from the code and the parameter
   file that define them (:func:`kltools.settings.stores.pretraining_units` and
-  :mod:`kltools.sources` on the ``common`` parameters of ``params/pythia.yaml``,
-  ``kltools/data/lineages.json``).
+  :mod:`kltools.sources` on the ``common`` parameters of ``params/pythia.yaml``: the paper's
+  model sets from the authors' metadata).
 - :func:`disk_bytes`: 2 bytes per parameter and revision (16-bit checkpoints).
 - :func:`project`: GPU seconds of each unit = tokens × FLOPs per token ÷ the FLOP/s measured on
   the nearest measured shape (the larger one for every model bigger than it).
@@ -17,7 +22,7 @@ download list anywhere and ``make gpu-check`` turns its measured throughput into
 
 from __future__ import annotations
 
-import json
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,19 +57,67 @@ _REPO_SHAPE = {
 }
 
 
-def shape_of(repo: str) -> dict[str, Any]:
-    """The published shape of a repository (a PolyPythia seed has its size's shape)."""
+#: sizes of models whose name states none (parameters, from their model cards)
+_KNOWN_SIZES: dict[str, float] = {"microsoft/phi-2": 2.78e9, "microsoft/phi-1_5": 1.42e9}
+#: the usual size of a family whose member's name states none
+_FAMILY_SIZE: dict[str, float] = {"gemma": 8.5e9, "deepseek": 6.9e9}
+_SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
+
+
+def _base(repo: str) -> str:
     base = repo.split("@")[0]
     if base.startswith("EleutherAI/pythia-") and "-seed" in base:
         base = base.split("-seed")[0]
+    return base
+
+
+def shape_source(repo: str) -> str:
+    """Where :func:`shape_of`'s shape comes from: ``published config``, ``size in the name``,
+    ``model card`` or ``family default`` (the last three are estimates)."""
+    base = _base(repo)
+    if base in REAL_SHAPES or base in _REPO_SHAPE:
+        return "published config"
+    if base in _KNOWN_SIZES:
+        return "model card"
+    return "size in the name" if _SIZE_IN_NAME.search(base.split("/")[-1]) else "family default"
+
+
+def _estimated_size(base: str) -> float:
+    if base in _KNOWN_SIZES:
+        return _KNOWN_SIZES[base]
+    m = _SIZE_IN_NAME.search(base.split("/")[-1])
+    if m:
+        return float(m[1]) * (1e9 if m[2] in "bB" else 1e6)
+    from kltools import metadata
+
+    return _FAMILY_SIZE.get(metadata.model_types().get(base, ""), 7e9)
+
+
+def shape_of(repo: str) -> dict[str, Any]:
+    """The shape of a repository: its published config (a PolyPythia seed has its size's), or
+    an estimate for the paper's other models: a template of the family (GPT-NeoX for
+    ``gpt_neox`` models, else Llama-2-7B) with width and depth scaled by the cube root of the
+    estimated size over the template's (``estimated: True``)."""
+    base = _base(repo)
     if base in REAL_SHAPES:
         return REAL_SHAPES[base]
     if base in _REPO_SHAPE:
         return REAL_SHAPES[_REPO_SHAPE[base]]
-    for e in _lineages():
-        if e["model"] == base:
-            return REAL_SHAPES[_FAMILY_SHAPE[e["type"]]]
-    raise KeyError(f"no published shape for {repo!r}; add it to REAL_SHAPES")
+    from kltools import metadata
+
+    family = metadata.model_types().get(base, "")
+    template = REAL_SHAPES["EleutherAI/pythia-6.9b" if family == "gpt_neox" else "llama-2-7b"]
+    f = (_estimated_size(base) / param_count(template)) ** (1 / 3)
+    d = max(128, int(round(template["d"] * f / 128)) * 128)
+    return dict(
+        template,
+        d=d,
+        L=max(1, round(template["L"] * f)),
+        h=max(1, d // 128),
+        kv=max(1, d // 128),
+        ff=int(round(template["ff"] * f / 128)) * 128,
+        estimated=True,
+    )
 
 
 def param_count(s: Mapping[str, Any]) -> int:
@@ -92,10 +145,6 @@ def flops_per_token(s: Mapping[str, Any], context: float, lens_rows: int = 0) ->
     mlp = (2 if s["mlp"] == "neox" else 3) * d * s["ff"]
     block = 2 * (2 * d * d + 2 * d * kv_dim + mlp) + 2 * 2 * d * context
     return L * block + 2 * d * V * max(1, lens_rows)
-
-
-def _lineages() -> list[dict[str, Any]]:
-    return json.loads((ROOT / "kltools" / "data" / "lineages.json").read_text())["lineages"]
 
 
 def pythia_settings() -> Any:
@@ -126,12 +175,13 @@ def full_run() -> list[Work]:
     steps, PolyPythia seeds, exclusions). Quantization: each base of
     :func:`kltools.sources.quant_catalogue` in full precision and under each scheme. Floor:
     each :func:`kltools.sources.floor_models` model under each floor setting. Fine-tuning: every
-    model of the checked-in lineages. Layers: every :func:`kltools.sources.layer_models` model
+    model of :func:`kltools.sources.lineages` (the paper's edges and their parents). Layers:
+    every :func:`kltools.sources.layer_models` model
     with the logit lens. The method chapter's Monte-Carlo sampling and the scale chapter (which
     reads these stores) are not counted.
     """
     from kltools.settings.stores import pretraining_units
-    from kltools.sources import floor_models, layer_models, quant_catalogue
+    from kltools.sources import floor_models, layer_models, lineages, quant_catalogue
 
     s = pythia_settings()
     per_repo = Counter(u.spec.split("@")[0] for u in pretraining_units(s))
@@ -140,8 +190,8 @@ def full_run() -> list[Work]:
         work.append(Work(str(repo), "quantization", 1 + len(rows), 1))
     for repo in floor_models(s).values():
         work.append(Work(repo, "floor", len(s.floor_settings), 1))
-    for e in _lineages():
-        work.append(Work(e["model"], "finetuning", 1, 1))
+    for model in lineages(s)[0].spec:
+        work.append(Work(str(model), "finetuning", 1, 1))
     for repo in layer_models(s).values():
         work.append(Work(repo, "layers", 1, 1, lens=True))
     return work
@@ -240,9 +290,10 @@ def plan_lines() -> list[str]:
         revs[w.repo] = revs.get(w.repo, 0) + (w.revisions if w.chapter == "pretraining" else 0)
     lines = [f"  {'repository':46s} {'revisions':>9s} {'parameters':>14s} {'GB':>8s}"]
     for repo, b in sorted(disk.items(), key=lambda kv: -kv[1]):
+        approx = "~" if shape_source(repo) != "published config" else " "
         lines.append(
             f"  {repo:46s} {max(1, revs.get(repo, 0)):9d} "
-            f"{param_count(shape_of(repo)):14,d} {b / 1e9:8.1f}"
+            f"{approx}{param_count(shape_of(repo)):13,d} {b / 1e9:8.1f}"
         )
     lines.append(f"  {'total':46s} {'':9s} {'':14s} {sum(disk.values()) / 1e9:8.1f}")
     return lines
@@ -270,18 +321,33 @@ def compute_lines(n_texts: int) -> list[str]:
     return lines
 
 
+#: sustained read bandwidth assumed for the weight-distance hours (local NVMe, GB/s)
+READ_GB_PER_S = 1.0
+
+
 def weight_lines(max_lag: int = 10) -> list[str]:
-    """Weight distances per Pythia size: bytes read, and float32 memory streamed vs windowed."""
+    """Weight distances per Pythia size (the diffusion chapter, all five sizes): bytes read,
+    float32 memory streamed vs windowed, and hours at :data:`READ_GB_PER_S` (reading the
+    checkpoints bounds the time; the squared differences are a few GPU seconds per pair)."""
     lines = [f"  {'size':8s} {'read (TB)':>10s} {'streamed ≤ 2 ckpt (GB)':>23s} "
-             f"{'window of ' + str(max_lag + 1) + ' (GB)':>17s}"]  # fmt: skip
+             f"{'window of ' + str(max_lag + 1) + ' (GB)':>17s} "
+             f"{'hours at ' + format(READ_GB_PER_S, 'g') + ' GB/s':>17s}"]  # fmt: skip
+    total = 0.0
     for repo, w in ((w.repo, w) for w in full_run() if w.chapter == "pretraining"):
         if "-seed" in repo:
             continue
         n = param_count(shape_of(repo))
+        read = w.revisions * 2 * n
+        total += read
         lines.append(
-            f"  {repo.split('-', 1)[1]:8s} {w.revisions * 2 * n / 1e12:10.2f} "
-            f"{2 * 4 * n / 1e9:23.1f} {(max_lag + 1) * 4 * n / 1e9:17.1f}"
+            f"  {repo.split('-', 1)[1]:8s} {read / 1e12:10.2f} "
+            f"{2 * 4 * n / 1e9:23.1f} {(max_lag + 1) * 4 * n / 1e9:17.1f} "
+            f"{read / (READ_GB_PER_S * 1e9) / 3600:17.1f}"
         )
+    lines.append(
+        f"  {'total':8s} {total / 1e12:10.2f} {'':23s} {'':17s} "
+        f"{total / (READ_GB_PER_S * 1e9) / 3600:17.1f}"
+    )
     return lines
 
 
@@ -290,7 +356,8 @@ def page_text(n_texts: int = 10000) -> str:
     parts = [
         "Generated by `python benchmarks/pythia_cost.py --write` from the published model shapes,",
         "kltools.settings.stores.pretraining_units and kltools.sources on params/pythia.yaml,",
-        "and kltools/data/lineages.json. Bytes: 2 per parameter and revision (16-bit weights).",
+        "and the authors' metadata (the paper's model sets). Bytes: 2 per parameter and revision",
+        "(16-bit weights); parameters marked ~ are estimates (see pythia_cost.shape_of).",
         "",
         "Downloads",
         *plan_lines(),
@@ -298,7 +365,7 @@ def page_text(n_texts: int = 10000) -> str:
         f"Forward compute of the extractions ({n_texts} texts per unit)",
         *compute_lines(n_texts),
         "",
-        "Weight distances (diffusion chapter, weight_space: true), window 10",
+        "Weight distances (diffusion chapter, weight_space: true, all five sizes), window 10",
         *weight_lines(10),
     ]
     return "\n".join(parts) + "\n"

@@ -237,3 +237,19 @@ def test_draw_pairs_follow_the_definition_on_a_constructed_metadata() -> None:
     with_roots = pd.concat([roots, edges], ignore_index=True)
     assert metadata.draw_pairs(with_roots, seed=0, order=names) == got
     assert metadata.draw_pairs(edges, seed=1, order=names) != got
+
+
+def test_a_type_filter_keeps_the_parents_of_its_edges() -> None:
+    """Restricting the paper's lineages to a type keeps every edge of that type whole: a
+    child's parent stays even when its own type is another (an ``others`` child of a llama-2
+    parent)."""
+    from kltools import sources
+    from kltools.config import Settings
+
+    every, _ = sources.lineages(Settings(profile="pythia"))
+    for typ in sorted(set(every.type[every.parent.notna()])):
+        table, _ = sources.lineages(Settings(profile="pythia", types=(typ,)))
+        edges = table[table.parent.notna()]
+        assert set(edges.type) == {typ}
+        assert set(edges.parent) <= set(table.model)
+        assert len(edges) == int(((every.type == typ) & every.parent.notna()).sum())

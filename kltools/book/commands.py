@@ -97,13 +97,14 @@ def require_hub_models(
     ``plan``: chapter -> parameters; the chapters that will run are those whose cache is stale
     (every one with ``force``). The ``pythia`` profile reads the Hugging Face hub (or its
     cache, offline): a repository or revision that is missing fails here, in one line naming
-    it, instead of once per chapter. The per-setting lists (quantization, floor, layers) are
-    checked; fine-tuning lineages are resolved by their chapter. Sources that do not read the
+    it, instead of once per chapter. The models each chapter reads from its source's catalogue
+    (quantization bases, floor and layer models: the paper's sets by default) are checked;
+    fine-tuning lineages are resolved by their chapter. Sources that do not read the
     hub (the local suite, built just before; published vectors) are not checked here.
     """
     from kltools.config import Settings
     from kltools.settings.stores import pretraining_units
-    from kltools.sources import can, check_models
+    from kltools.sources import can, check_models, floor_models, layer_models, quant_catalogue
 
     if not can(Settings(profile=profile), "hub"):
         return
@@ -111,9 +112,15 @@ def require_hub_models(
     specs: list[str] = []
     for name, params in to_run.items():
         s = Settings.from_parameters(params)
-        if chapter_name(name) in PRETRAINING_CHAPTERS:
+        chapter = chapter_name(name)
+        if chapter in PRETRAINING_CHAPTERS:
             specs += [u.spec for u in pretraining_units(s)]
-        specs += [*s.hub_models, *s.floor_models, *s.layer_models]
+        if chapter in ("quantization", "scale"):
+            specs += list(quant_catalogue(s).base_spec)
+        if chapter in ("floor", "scale") and s.floor_settings:
+            specs += list(floor_models(s).values())
+        if chapter in ("layers", "scale"):
+            specs += list(layer_models(s).values())
     if to_run:
         check_models(s, specs)
 

@@ -243,10 +243,13 @@ def quant_catalogue(s: Settings) -> pd.DataFrame:
 
 
 def lineages(s: Settings) -> tuple[pd.DataFrame, str]:
-    """The fine-tuning lineages and where they come from (restricted to ``s.types``)."""
+    """The fine-tuning lineages and where they come from, restricted to the edges of
+    ``s.types`` (a kept child's parent stays, whatever its own type: it is half of the edge)."""
     table, origin = source(s.profile).lineages(s)
     if s.types:
-        table = table[table.type.isin(s.types)].reset_index(drop=True)
+        kept = table.type.isin(s.types)
+        parents = set(table.parent[kept & table.parent.notna()])
+        table = table[kept | table.model.isin(parents)].reset_index(drop=True)
     return table, origin
 
 
