@@ -320,6 +320,28 @@ def _rehearsal_rows(s: Settings) -> list[Deviation]:
     ]
 
 
+def _released_rows(s: Settings) -> list[Deviation]:
+    """What the ``released`` profile (the authors' vectors, imported) cannot do here."""
+    return [
+        Deviation(
+            "models",
+            "the models themselves, run by the authors",
+            "their published log-likelihood vectors (kl-scale/data of shimo-lab/modelmap), "
+            "imported; no model is run",
+            "the paper's own numbers on a CPU, without a GPU or the hub",
+            EVERY,
+        ),
+        Deviation(
+            "what needs the models",
+            "Monte-Carlo sampling is not in the paper; the floor is not measured",
+            "not tested here: the Monte-Carlo check of the estimator and the numerical floor "
+            "need the models (the pythia profile runs them)",
+            "published vectors cannot be re-extracted or sampled from",
+            ("method", "floor", "scale"),
+        ),
+    ]
+
+
 def rehearsal_active() -> bool:
     """Whether this process reads a rehearsal hub (``HF_HUB_CACHE`` names one)."""
     import os
@@ -335,31 +357,27 @@ def deviations(s: Settings, rehearsal: bool | None = None) -> list[Deviation]:
     """Every way a run with settings ``s`` differs from the paper.
 
     ``rehearsal``: the run reads the rehearsal hub (default: :func:`rehearsal_active`), whose
-    stand-in models and texts are listed too.
+    stand-in models and texts are listed too. The rows that depend on where the models come
+    from are the source's (``deviation_rows`` of :mod:`kltools.sources`).
     """
     from kltools import paper
+    from kltools.sources import can, source
 
-    if rehearsal is None:
-        rehearsal = s.profile == "pythia" and rehearsal_active()
-
+    src = source(s.profile)
     rows: list[Deviation] = []
     n_paper = paper.TEXT_SET["n_texts"]
-    if s.n_texts != n_paper or s.textset != "pile":
-        source = "the Pile recipe" if s.textset == "pile" else f"text set {s.textset!r}"
+    if s.n_texts != n_paper or not src.uses_paper_texts(s):
+        what = "the Pile recipe" if s.textset == "pile" else f"text set {s.textset!r}"
         rows.append(
             Deviation(
                 "texts",
                 f"{n_paper} Pile chunks (B̄ = {paper.TEXT_SET['mean_bytes']})",
-                f"the first {s.n_texts} texts of {source}",
+                f"the first {s.n_texts} texts of {what}",
                 "extraction cost is linear in N",
                 EVERY,
             )
         )
-    if s.profile != "pythia":
-        rows += _suite_rows(s)
-    else:
-        rows += _rehearsal_rows(s) if rehearsal else []
-        rows += _pythia_rows(s)
+    rows += src.deviation_rows(s, rehearsal=rehearsal)
     if s.n_boot != 100:
         rows.append(
             Deviation(
@@ -390,15 +408,17 @@ def deviations(s: Settings, rehearsal: bool | None = None) -> list[Deviation]:
                 PRETRAINING,
             )
         )
-    rows.append(
-        Deviation(
-            "numerical floor",
-            "not measured",
-            "same model, other dtype / batch size / BOS policy",
-            "shows which small KLs stand above pipeline noise",
-            ("floor", "scale"),
+    if can(s, "models"):
+        rows.append(
+            Deviation(
+                "numerical floor",
+                "not measured (the quantized vectors are compared with another run's)",
+                "the same model re-extracted with another batch size and padding (the floor); "
+                "bfloat16 and float16 as perturbations beside 8-bit; the BOS policy compared",
+                "shows which small KLs stand above pipeline noise",
+                ("floor", "scale"),
+            )
         )
-    )
     return rows
 
 
@@ -410,8 +430,10 @@ def chapter_table(s: Settings, chapter: str) -> pd.DataFrame:
     )
 
 
-def page(profiles: tuple[str, ...] = ("tiny", "smoke", "pythia", "rehearsal")) -> str:
+def page(profiles: tuple[str, ...] | None = None) -> str:
     """A Markdown page: for each profile (at its default parameters), every deviation.
+
+    Default: every profile of :data:`kltools.sources.PROFILES`, then the rehearsal.
 
     ``rehearsal`` is ``params/rehearsal.yaml``: the pythia profile on the rehearsal hub.
     """
@@ -426,7 +448,9 @@ def page(profiles: tuple[str, ...] = ("tiny", "smoke", "pythia", "rehearsal")) -
         "differs from the paper, with the chapters it concerns.",
         "",
     ]
-    for name in profiles:
+    from kltools.sources import PROFILES
+
+    for name in profiles or (*PROFILES, "rehearsal"):
         doc = yaml.safe_load((project_root() / "params" / f"{name}.yaml").read_text())
         merged = dict(doc.get("common", {}))
         for chapter in doc.get("chapters", {}).values():

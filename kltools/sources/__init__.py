@@ -21,7 +21,9 @@ What a source provides (each module defines these names):
 - ``weights_file(s, model, grid)``: the weight distances of one run (a JSON file);
 - ``heldout_losses(s, models)``: held-out loss per checkpoint (empty when it has none);
 - ``check_models(s, specs)``: fail at once, in one line, when a model cannot be read;
-- ``layer_count(s, spec)``: how many blocks a model has (the layer stores group by depth).
+- ``layer_count(s, spec)``: how many blocks a model has (the layer stores group by depth);
+- ``uses_paper_texts(s)``, ``deviation_rows(s, rehearsal)``: how the run departs from the
+  paper (:mod:`kltools.deviations`).
 
 :func:`floor_models` derives the floor chapter's models from the quantization bases.
 """

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from kltools.texts import TextSet
 
 __all__ = [
+    "deviation_rows",
+    "uses_paper_texts",
     "CAPABILITIES",
     "TEXTSETS",
     "check_models",
@@ -309,3 +311,18 @@ def layer_count(s: Settings, spec: str) -> int:
     from kltools.models import n_layers_of, resolve_model
 
     return n_layers_of(resolve_model(spec))
+
+
+def uses_paper_texts(s: Settings) -> bool:
+    """Whether the run scores the paper's texts (the Pile recipe, or the authors' own)."""
+    return s.textset in ("source", "pile")
+
+
+def deviation_rows(s: Settings, rehearsal: bool | None = None) -> list[Any]:
+    """Where the run departs from the paper's setting, and the rehearsal's stand-ins when it
+    reads the rehearsal hub (``rehearsal``; default: :func:`kltools.deviations.rehearsal_active`)."""
+    from kltools.deviations import _pythia_rows, _rehearsal_rows, rehearsal_active
+
+    if rehearsal is None:
+        rehearsal = rehearsal_active()
+    return [*(_rehearsal_rows(s) if rehearsal else []), *_pythia_rows(s)]

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from kltools.texts import TextSet
 
 __all__ = [
+    "deviation_rows",
+    "uses_paper_texts",
     "CAPABILITIES",
     "TEXTSETS",
     "check_models",
@@ -208,3 +210,15 @@ def weights_file(s: Settings, model: str, grid: Sequence[int]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_weight_distances(weight_distance_array(values, steps, lag_deltas(steps, window)), path)
     return path
+
+
+def uses_paper_texts(s: Settings) -> bool:
+    """Whether the run scores the paper's texts (the authors' ``texts.json``)."""
+    return s.textset in ("source", "release")
+
+
+def deviation_rows(s: Settings, rehearsal: bool | None = None) -> list[Any]:
+    """What the published vectors cannot provide here (:mod:`kltools.deviations`)."""
+    from kltools.deviations import _released_rows
+
+    return _released_rows(s)

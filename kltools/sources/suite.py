@@ -232,3 +232,15 @@ def layer_models(s: Settings) -> dict[str, str]:
     if s.layer_models:
         return {m.split("/")[-1]: m for m in s.layer_models}
     return {r.model: r.spec(r.steps[-1]) for r in pretraining_runs(s.profile)}
+
+
+def uses_paper_texts(s: Settings) -> bool:
+    """Whether the run scores the paper's texts (the suite scores its own corpus)."""
+    return False
+
+
+def deviation_rows(s: Settings, rehearsal: bool | None = None) -> list[Any]:
+    """How the suite departs from the paper: its scale-downs (:mod:`kltools.deviations`)."""
+    from kltools.deviations import _suite_rows
+
+    return _suite_rows(s)
