@@ -107,15 +107,22 @@ def test_resolve_parameters_layers_common_section_and_overrides(root: Path) -> N
     assert declared["n_texts"].type_name == "int"
     doc = {
         "profile": "smoke",
-        "common": {"n_texts": 64, "seed": 42, "n_boot": 10},  # n_boot: not declared, dropped
+        "common": {"n_texts": 64, "seed": 42, "n_boot": 10},  # n_boot: not declared, still common
         "chapters": {"consecutive": {"label": "section"}},
     }
     params = book.resolve_parameters("consecutive", doc, declared)
-    assert params == {"n_texts": 64, "seed": 42, "label": "section"}
+    assert params == {
+        "profile": "smoke", "n_texts": 64, "seed": 42, "n_boot": 10, "label": "section"
+    }  # fmt: skip
     params = book.resolve_parameters(
-        "consecutive", doc, declared, overrides={"seed": 7, "scale": 2}
+        "consecutive", doc, declared, overrides={"seed": 7, "scale": 2, "bos": "prefix"}
     )
-    assert params == {"n_texts": 64, "seed": 7, "label": "section", "scale": 2}
+    assert params == {
+        "profile": "smoke", "n_texts": 64, "seed": 7, "n_boot": 10, "label": "section",
+        "scale": 2, "bos": "prefix",
+    }  # fmt: skip
+    with pytest.raises(KLToolsError, match="unknown common parameter.*bogus"):
+        book.resolve_parameters("consecutive", {**doc, "common": {"bogus": 1}}, declared)
 
 
 def test_resolve_parameters_rejects_unknown_names_and_bad_types(root: Path) -> None:
@@ -161,7 +168,13 @@ def test_chapter_parameters_flat_file_over_profile(root: Path) -> None:
     flat.write_text("profile: smoke\nseed: 7\n")
     profile, params = book.chapter_parameters("consecutive", flat)
     assert profile == "smoke"
-    assert params == {"n_texts": 64, "seed": 7, "label": "profile"}
+    assert params == {
+        "profile": "smoke",
+        "n_texts": 64,
+        "seed": 7,
+        "n_boot": 10,
+        "label": "profile",
+    }
     flat.write_text("seeds: 7\n")
     with pytest.raises(KLToolsError, match="unknown parameter"):
         book.chapter_parameters("consecutive", flat, profile="smoke")
@@ -270,7 +283,8 @@ def test_build_then_rerun_one_chapter_leaves_the_others(
     table = nb.cells[3].outputs[0]["data"]["text/html"]  # cell 2 is papermill's injected cell
     assert "n_texts" in table and "smoke" in table and "kltools version" in table
     record = json.loads(book.key_path("method").read_text())
-    assert record["parameters"] == {"n_texts": 64, "seed": 42} and record["profile"] == "smoke"
+    assert record["parameters"] == {"profile": "smoke", "n_texts": 64, "seed": 42, "n_boot": 10}
+    assert record["profile"] == "smoke"
 
     # warm: nothing changed, nothing executed
     assert book.build("smoke", do_render=False, with_suite=False) == 0

@@ -35,7 +35,12 @@ def test_chapter_runs_with_smoke_parameters(name: str, part1_env: None) -> None:
     assert run.status == "executed", run.error
     assert book.notebook_problems(run.notebook, name) == []
     nb = nbformat.read(run.notebook, as_version=4)
-    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [
+        o
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if 'class="kltools-figure"' in o.get("data", {}).get("text/html", "")
+    ]  # a captioned figure: an HTML <figure> holding the PNG
     assert images, f"{name}: no figure"
     from kltools.results import read_results, results_path
 

@@ -32,8 +32,8 @@ def _outputs(nb_file) -> str:
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             text.append(data.get("text/markdown", "") + data.get("text/plain", ""))
-            if "image/png" in data:
-                text.append("<IMG>")
+            if "image/png" in data or 'class="kltools-figure"' in data.get("text/html", ""):
+                text.append("<IMG>")  # a captioned figure is an HTML <figure> with the PNG
     return "\n".join(text)
 
 

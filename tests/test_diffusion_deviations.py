@@ -86,13 +86,14 @@ def test_deviations_are_computed_from_the_profile() -> None:
     pythia = Settings.from_parameters(merged)
     # the paper's own setting: only what the paper leaves open or the book adds
     assert [d.topic for d in deviations(pythia, rehearsal=False)] == [
-        "weight-space exponents",  # off by default: c_l < c_W is then not tested
         "weight dtype and log-softmax",
         "batch size and padding",
         "quantization baseline",
         "fine-tuning edge source",
         "numerical floor",
     ]  # the paper's model sets (the authors' metadata) are no deviation
+    off = [d.topic for d in deviations(pythia.replace(weight_space=False), rehearsal=False)]
+    assert "weight-space exponents" in off  # c_l < c_W is then not tested
     thinned = pythia.replace(steps=[1000, 2000, 3000], window=3, dtype="float32")
     topics = [d.topic for d in deviations(thinned, rehearsal=True)]
     assert {"checkpoints", "diffusion window", "weight dtype and log-softmax"} <= set(topics)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "SIZES",
     "hub_models",
     "layer_models",
+    "lineage_table",
     "lineages",
     "load_lineages_json",
     "paper_lineages",
@@ -190,15 +191,11 @@ def load_lineages_json(path: str | Path | None = None) -> pd.DataFrame:
 LINEAGE_COLUMNS = ["model", "spec", "parent", "type", "generation", "method", "domain"]
 
 
-def paper_lineages(directory: Path | None = None) -> pd.DataFrame:
-    """The paper's fine-tuning lineages: every edge of :func:`kltools.metadata.ft_edges` (the
-    child's row, with the edge's type), then every parent that is no child as a root row (its
-    own type), so that the fine-tuning store scores it. ``generation``: the number of edges up
-    to a root."""
-    from kltools import metadata
-
-    edges = metadata.ft_edges(directory)
-    types = metadata.model_types(directory)
+def lineage_table(edges: pd.DataFrame, types: Mapping[str, str]) -> pd.DataFrame:
+    """The lineages of fine-tuning ``edges`` (``model``, ``parent``, ``type``): each child's
+    row, with the edge's type, then every parent that is no child as a root row (its own type
+    from ``types``), so that the fine-tuning store scores it. ``generation``: the number of
+    edges up to a root."""
     parent_of = dict(zip(edges.model, edges.parent))
 
     def generation(m: str) -> int:
@@ -212,12 +209,20 @@ def paper_lineages(directory: Path | None = None) -> pd.DataFrame:
         for c, p, t in zip(edges.model, edges.parent, edges.type)
     ]
     rows += [
-        dict(model=p, spec=p, parent=None, type=types[p], generation=0, method="pretrained",
-             domain="")
+        dict(model=p, spec=p, parent=None, type=types.get(p, "others"), generation=0,
+             method="pretrained", domain="")
         for p in dict.fromkeys(edges.parent)
         if p not in parent_of
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=LINEAGE_COLUMNS)
+
+
+def paper_lineages(directory: Path | None = None) -> pd.DataFrame:
+    """The paper's fine-tuning lineages (:func:`lineage_table`): every edge of
+    :func:`kltools.metadata.ft_edges` and its parents."""
+    from kltools import metadata
+
+    return lineage_table(metadata.ft_edges(directory), metadata.model_types(directory))
 
 
 def lineages(s: Settings) -> tuple[pd.DataFrame, str]:

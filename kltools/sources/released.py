@@ -103,11 +103,10 @@ def pretraining_runs(profile: str = "released") -> list[Run]:
 def quant_catalogue(s: Settings) -> pd.DataFrame:
     """The quantization models (the first 50 of ``model_list.json``, or ``s.hub_models``) in
     the release's two schemes; a copy the release has no vector of is not usable."""
-    from kltools.sources import pythia
-
-    q = {bits: release().quantization(bits) for bits, _ in SCHEMES.values()}
+    rel = release()
+    q = {bits: rel.quantization(bits) for bits, _ in SCHEMES.values()}
     rows = []
-    for m in pythia.hub_models(s):
+    for m in s.hub_models or rel.quant_models():
         for variant, (bits, qtype) in SCHEMES.items():
             if s.quant_schemes and variant not in s.quant_schemes:
                 continue
@@ -129,18 +128,32 @@ def quant_catalogue(s: Settings) -> pd.DataFrame:
 
 
 def lineages(s: Settings) -> tuple[pd.DataFrame, str]:
-    """The paper's fine-tuning lineages: the typed single-parent edges of the metadata."""
+    """The paper's fine-tuning lineages, from the release's own metadata: every typed
+    single-parent edge of its ``sibling_info.json`` (:func:`kltools.metadata.edges_of`), or
+    ``s.lineages_file`` when set. The origin says whether the release's metadata are the
+    copies the package ships (:func:`kltools.metadata.check_against`)."""
+    from kltools import metadata
     from kltools.sources import pythia
 
-    return pythia.paper_lineages(), "the authors' metadata (typed single-parent edges)"
+    if s.lineages_file:
+        return pythia.load_lineages_json(s.lineages_file), f"the lineages file {s.lineages_file}"
+    rel = release()
+    types = rel.types()
+    parents = {m: (p[0] if len(p) == 1 else list(p) or None) for m, p in rel.siblings().items()}
+    edges = metadata.edges_of(rel.model_list(), types, parents)
+    same = metadata.check_against(rel.path("model_info"))
+    differ = sorted(f for f, verdict in same.items() if verdict != "same")
+    note = f"; differs from the shipped copy in {', '.join(differ)}" if differ else ""
+    return pythia.lineage_table(edges, types), (
+        f"the release's metadata (sibling_info.json): every typed single-parent edge{note}"
+    )
 
 
 def layer_models(s: Settings) -> dict[str, str]:
-    """label -> hub id of every model with layer vectors in the release (or ``s.layer_models``)."""
-    from kltools.sources import pythia
-
+    """hub id -> hub id of every model with layer vectors in the release (or
+    ``s.layer_models``): the imported layer stores label their models by hub id."""
     have = [m for m, per in release().layers().items() if per is not None]
-    return pythia.layer_models(s.replace(layer_models=list(s.layer_models) or have))
+    return {m: m for m in (s.layer_models or have)}
 
 
 def texts(s: Settings) -> TextSet:
