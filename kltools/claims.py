@@ -723,14 +723,8 @@ def _mc_claim(mc: pd.DataFrame, *, corpus: bool) -> Claim:
         else ""
     )
     if not ok:
-        return Claim(
-            claim,
-            title,
-            NOT_TESTED,
-            "no near pair with a conclusive Monte-Carlo comparison"
-            + (f" ({listing})" if listing else ""),
-            **common,
-        )
+        why = mc.attrs.get("not_run") or "no near pair with a conclusive Monte-Carlo comparison"
+        return Claim(claim, title, NOT_TESTED, why + (f" ({listing})" if listing else ""), **common)
     agree = [getattr(r, v) == "agree" for r in ok]
     ratios = np.array([getattr(r, col) for r in ok])
     ses = np.array([getattr(r, col + "_se") for r in ok])

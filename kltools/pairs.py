@@ -170,8 +170,11 @@ def build_pairs(
 
 def concat(parts: Sequence[PairSet]) -> PairSet:
     """Stack pair sets (all on the same resamples)."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
+    given = list(parts)
+    parts = [p for p in given if len(p)]
+    if not parts:  # keep the labels of an empty part: a page can still show its columns
+        if given:
+            return given[0]
         return build_pairs([], np.zeros(0), np.zeros(0, dtype=int), Resamples(np.zeros((2, 0))))
     frame = pd.concat([p.frame for p in parts], ignore_index=True)
     return PairSet(frame, np.concatenate([p.reps for p in parts], axis=1))

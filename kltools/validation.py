@@ -222,6 +222,21 @@ def mc_length_for(ds: xr.Dataset, length: int | None, context: int | None = None
     return max(1, out)
 
 
+#: the columns of :func:`estimate_vs_mc`
+MC_COLUMNS: tuple[str, ...] = (
+    "role", "kind", "a", "b", "length", "n_samples", "mc_pq", "mc_pq_se", "mc_qp", "mc_qp_se",
+    "mc_sym", "mc_sym_se", "estimate_sampled", "estimate_sampled_se", "ratio", "ratio_se", "z",
+    "agree", "verdict", "estimate", "estimate_se", "estimate_lo", "estimate_hi", "ratio_corpus",
+    "ratio_corpus_se", "z_corpus", "verdict_corpus",
+)  # fmt: skip
+
+#: why there is no Monte-Carlo check when the source runs no model
+NO_MODELS = (
+    "the Monte-Carlo check samples texts from the models, and this profile's source has their "
+    "log-likelihood vectors only (no model is run)"
+)
+
+
 def estimate_vs_mc(s: Settings) -> pd.DataFrame:
     """Validate the estimator against Monte-Carlo KL, and measure the effect of the text set.
 
@@ -253,6 +268,12 @@ def estimate_vs_mc(s: Settings) -> pd.DataFrame:
         ``ratio_corpus``, ``ratio_corpus_se``, ``z_corpus`` and ``verdict_corpus`` (as
         ``verdict``, for the text set).
     """
+    from kltools.sources import can
+
+    if not can(s, "models"):
+        empty = pd.DataFrame(columns=list(MC_COLUMNS))
+        empty.attrs["not_run"] = NO_MODELS
+        return empty
     from transformers.utils import logging as hf_logging
 
     from kltools.models import load_model, max_length
@@ -490,6 +511,13 @@ def mc_report(s: Settings, mc: pd.DataFrame) -> str:
     approximation itself), then what the text-set ratio means for every other KL of the book
     (:func:`corpus_factor_markdown`). KLs in bits/byte throughout.
     """
+    if not len(mc):
+        return (
+            "**Not run here**: "
+            + mc.attrs.get("not_run", "no validation pair was checked by Monte Carlo")
+            + ". Both claims below are therefore *not tested*; the `pythia` and the offline "
+            "profiles run this check."
+        )
     near, mid, far = (mc[mc.kind == k] for k in ("near", "mid", "far"))
     threshold = agreement_threshold(mc)
     over = bool(((mc.ratio_corpus - 1) > 2 * mc.ratio_corpus_se).all())
@@ -553,8 +581,9 @@ def corpus_factor_markdown(mc: pd.DataFrame) -> str:
     factor that estimate differs from the KL of the models' own distributions, pair kind by
     pair kind.
     """
-    if not len(mc) or not np.isfinite(mc.ratio_corpus).any():
-        return "No Monte-Carlo ratio was computed on this run: the factor is unknown."
+    if not len(mc) or not np.isfinite(mc.ratio_corpus.astype(float)).any():
+        why = f" ({mc.attrs['not_run']})" if mc.attrs.get("not_run") else ""
+        return f"No Monte-Carlo ratio was computed on this run{why}: the factor is unknown."
     by_kind = "; ".join(
         f"{kind} pairs {g.ratio_corpus.min():.2g}–{g.ratio_corpus.max():.2g}×"
         if len(g) > 1

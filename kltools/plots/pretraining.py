@@ -85,6 +85,12 @@ def plot_estimate_vs_mc(df: pd.DataFrame) -> plt.Figure:
     bits/byte on the x axis (one unit system: KLs in bits/byte, ratios without unit).
     """
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4.8), layout="constrained")
+    if not len(df):  # the source runs no model: say so where the figure would be
+        for ax in (ax1, ax2):
+            ax.set_axis_off()
+        fig.text(0.5, 0.5, "Not run: " + df.attrs.get("not_run", "no pair was checked"),
+                 ha="center", va="center", wrap=True, fontsize=11)  # fmt: skip
+        return fig
     colors = colors_for(["near", "mid", "far"])
     styles = (
         ("estimate_sampled", "estimate_sampled_se", "on model samples", "o", "full"),

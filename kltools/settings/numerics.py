@@ -60,8 +60,21 @@ def _specs(s: Settings) -> dict[str, str]:
     return floor_models(s)
 
 
+def _nothing(s: Settings) -> PairSet:
+    """No pair: the source runs no model, so nothing can be re-extracted."""
+    import numpy as np
+
+    none = build_pairs([], np.zeros(0), np.zeros(0, dtype=int), resamples(s))
+    return PairSet(none.frame.assign(model=[], comparison=[]), none.reps)
+
+
 def _same_model(s: Settings, setting: str, compared: tuple[tuple[str, str, str], ...]) -> PairSet:
-    """Each floor model against itself under the ``compared`` extraction pairs."""
+    """Each floor model against itself under the ``compared`` extraction pairs (none when the
+    source runs no model: published vectors cannot be re-extracted)."""
+    from kltools.sources import can
+
+    if not can(s, "models") or not s.floor_settings:
+        return _nothing(s)
     ll = floor_store(s).loglik
     have = set(ll.setting.values.tolist())
     specs = _specs(s)
@@ -111,6 +124,10 @@ def bos_policy(s: Settings) -> PairSet:
     The policies score different tokens (``prefix`` also scores each text's first token), so
     this compares a convention, not noise (setting ``BOS policy``).
     """
+    from kltools.sources import can
+
+    if not can(s, "models") or "fp32" not in s.floor_settings:
+        return _nothing(s)
     other = "prefix" if s.bos == "paper" else "paper"
     a = floor_store(s).loglik.sel(setting="fp32")
     b = floor_store(s, other).loglik.sel(setting="fp32")
@@ -165,7 +182,14 @@ def report(s: Settings, pairs: PairSet, quantized: PairSet) -> str:
     """
     from kltools.claims import floor_value
     from kltools.settings.stores import quantization_store
+    from kltools.sources import can
 
+    if not can(s, "models"):
+        return (
+            "- **Not measured here**: the floor is the same model re-extracted under other "
+            "numerics, and this profile's source has published vectors only (no model is run). "
+            "The book's check *floor < 8-bit < 4-bit* is therefore not tested."
+        )
     f = pairs.frame
     fl = f[f.setting == "Floor"]
     top = floor_value(pairs)

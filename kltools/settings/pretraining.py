@@ -148,13 +148,13 @@ def _audit(s: Settings) -> pd.DataFrame:
     ds = pretraining_store(s)
     held = {int(t) for t in ds["step"].values}
     runs = [replace(r, steps=tuple(t for t in r.steps if t in held)) for r in pretraining_runs(s)]
-    return integrity.audit(ds.loglik, runs, weights=can(s, "weights"))
+    return integrity.audit(ds.loglik, runs, weights=can(s, "models"))  # weight files: models
 
 
 def audit(s: Settings) -> pd.DataFrame:
     """The checkpoint-integrity findings of the pretraining runs (:func:`kltools.integrity.audit`).
 
-    Over the store's vectors and, where the source has weights, the checkpoints' weight files,
+    Over the store's vectors and, where the source runs the models, their checkpoints' weight files,
     at the store's steps. Does not depend on ``exclude_copies`` or the preprocessing.
     """
     return _audit(s.replace(exclude_copies=False, preprocess=True)).copy()
