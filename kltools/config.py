@@ -18,7 +18,13 @@ from typing import Any
 from kltools.errors import KLToolsError
 from kltools.sources import DEFAULT_PROFILE, PROFILES
 
-__all__ = ["PROFILES", "Settings"]
+__all__ = ["PROFILES", "SHARED_PARAMETERS", "Settings"]
+
+#: the parameters every chapter shares: declared once, in a profile file's ``common`` section
+#: (never in a chapter's ``parameters`` cell), and always in a chapter's parameter table
+SHARED_PARAMETERS: tuple[str, ...] = (
+    "profile", "textset", "n_texts", "bos", "dtype", "device", "batch_size", "seed", "n_boot",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from kltools import book
+from kltools.config import SHARED_PARAMETERS
 
 CHAPTERS = [
     "method",
@@ -73,7 +74,7 @@ def test_settings_object_and_one_results_call(name: str) -> None:
 
 
 #: what every chapter shares: declared once, in the common section of a profile's file
-SHARED = {"profile", "textset", "n_texts", "bos", "dtype", "device", "batch_size", "seed", "n_boot"}
+SHARED = set(SHARED_PARAMETERS)
 
 
 def test_no_parameters_cell_declares_what_every_chapter_shares() -> None:

@@ -517,3 +517,72 @@ def test_smoke_rehearsal_book_runs_every_chapter_through_the_hub_path(
         for rec in json.loads(open_store(store).attrs["units"]):
             repo, _, rev = rec["spec"].partition("@")
             assert rec["resolved"]["commit"] == _ref(hub, repo, rev or "main"), rec["spec"]
+    _released_book_matches(tmp_path, doc, chapters, declared, lineages, monkeypatch)
+
+
+#: the settings the released profile computes from the vectors alone (no model is run)
+VECTOR_SETTINGS = ("Later", "Early", "Seed", "Size", "8-bit", "4-bit", "FT", "Intra-type",
+                   "Random", "Layer")  # fmt: skip
+
+
+def _released_book_matches(tmp_path, doc, chapters, declared, lineages, monkeypatch) -> None:
+    """The rehearsal's stores written in the authors' release layout (``kltools released
+    write``), then every chapter of the ``released`` profile on that release, offline: every
+    setting computed from vectors has the same values as the rehearsal's ``pythia`` book."""
+    import numpy as np
+
+    from kltools.__main__ import main
+    from kltools.book import resolve_parameters
+    from kltools.book.execute import execute_chapter
+    from kltools.config import Settings
+    from kltools.results import collect_results
+    from kltools.sources import analysis_texts
+
+    common = doc["common"]
+    texts = tmp_path / "scored.jsonl"  # the texts the rehearsal's stores were built on
+    analysis_texts(Settings.from_parameters(common)).to_jsonl(texts)
+    release = tmp_path / "release"
+    assert main(["released", "write", "--from-stores", str(tmp_path / "data" / "pythia"),
+                 "--to", str(release), "--texts", str(texts),
+                 "--lineages", str(lineages)]) == 0  # fmt: skip
+    for var, value in (
+        ("KLTOOLS_RELEASED_DIR", release),
+        ("KLTOOLS_DATA_ROOT", tmp_path / "data-released"),
+        ("KLTOOLS_BUILD_ROOT", tmp_path / "build-released"),
+    ):
+        monkeypatch.setenv(var, str(value))
+    keep = ("n_boot", "steps", "after_step", "early_later_k", "quant_schemes",
+            "hub_models", "lineages_file", "layer_models")  # fmt: skip
+    released = {
+        "profile": "released",
+        "common": {
+            "profile": "released",
+            "n_texts": 10000,
+            "dtype": "float16",  # the authors' extraction, recorded on the imported stores
+            "floor_settings": [],
+            **{k: common[k] for k in keep},
+        },
+        "chapters": {
+            **{k: v for k, v in doc["chapters"].items() if k != "method"},
+            "diffusion": {**doc["chapters"]["diffusion"], "weight_space": False},
+        },
+    }
+    failed = []
+    for name in chapters:
+        run = execute_chapter(name, resolve_parameters(name, released, declared[name]), "released")
+        if run.status != "executed":
+            failed.append(f"{name}: {run.status} {run.error}")
+    assert not failed, failed
+
+    def values(folder: Path, profile: str) -> dict[str, np.ndarray]:
+        pairs = [p for r in collect_results(folder, profile=profile) if r.chapter != "scale"
+                 for p in r.pairs]  # fmt: skip
+        return {
+            s: np.sort([p["kl_bpb"] for p in pairs if p["setting"] == s]) for s in VECTOR_SETTINGS
+        }
+
+    ours = values(tmp_path / "build" / "executed", "pythia")
+    theirs = values(tmp_path / "build-released" / "executed", "released")
+    for setting in VECTOR_SETTINGS:
+        assert len(ours[setting]) and len(ours[setting]) == len(theirs[setting]), setting
+        np.testing.assert_allclose(theirs[setting], ours[setting], rtol=1e-9, err_msg=setting)

@@ -37,11 +37,12 @@ def start_chapter(params: Mapping[str, Any], chapter: str) -> Settings:
     from kltools import deviations
     from kltools.book.runtime import show_parameters
     from kltools.book.tables import page_table
+    from kltools.config import SHARED_PARAMETERS
     from kltools.plots import set_style
 
     s = Settings.from_parameters(params)
     set_style()
     pd.set_option("display.precision", 4)
-    show_parameters(params)
+    show_parameters(params, {k: getattr(s, k) for k in SHARED_PARAMETERS})
     display(page_table(deviations.chapter_table(s, chapter)))
     return s

@@ -34,14 +34,19 @@ _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 FIGURE_DPI = 200
 
 
-def parameters_table(params: Mapping[str, Any]):  # -> pandas.DataFrame
+def parameters_table(
+    params: Mapping[str, Any], shared: Mapping[str, Any] | None = None
+):  # -> pandas.DataFrame
     """The table of every parameter a chapter ran with, plus profile and kltools version.
 
     ``params`` is the parameter mapping, or the notebook's ``globals()``. When the chapter is
     executed by ``kltools book`` the rows are every parameter its ``parameters`` cell declares
     (``$KLTOOLS_DECLARED_NAMES``): those the profile set (``$KLTOOLS_PARAMETER_NAMES``) are
     marked ``profile <name>``, the others ``notebook default``. Interactively, every plain
-    public value is taken. Values are shown whole (lists are never truncated).
+    public value is taken. ``shared``: the parameters every chapter shares with the values the
+    chapter runs with (:data:`kltools.config.SHARED_PARAMETERS`); those neither declared nor
+    set by the profile are listed too, marked ``kltools default``. Values are shown whole
+    (lists are never truncated).
     """
     import pandas as pd
 
@@ -68,6 +73,9 @@ def parameters_table(params: Mapping[str, Any]):  # -> pandas.DataFrame
         ]
         source = {n: "this session" for n in names}
     rows = {n: params[n] for n in names}
+    for n, v in (shared or {}).items():
+        if n not in rows and n != "profile":
+            rows[n], source[n] = v, "kltools default"
     if "profile" not in rows:
         rows["profile"] = profile or "unset (run outside kltools book)"
         source["profile"] = "kltools book" if profile else "—"
@@ -100,9 +108,9 @@ def parameters_html(table: Any) -> str:
     )
 
 
-def show_parameters(params: Mapping[str, Any]) -> None:
-    """Display :func:`parameters_table` (call it in the cell right after the parameters cell)."""
-    table = parameters_table(params)
+def show_parameters(params: Mapping[str, Any], shared: Mapping[str, Any] | None = None) -> None:
+    """Display :func:`parameters_table` (:func:`kltools.book.start_chapter` calls it)."""
+    table = parameters_table(params, shared)
     try:
         from IPython.display import HTML, display
     except ImportError:  # pragma: no cover - IPython is always there in a kernel
