@@ -34,59 +34,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def generate(directory: Path, n_texts: int, n_models: int) -> None:
-    """Write a synthetic release of the real shape into ``directory``."""
-    from kltools.released import write_release
-    from kltools.released.layout import RUNS, SIZES, STEPS, WINDOW
+    """Write a synthetic release of the real shape into ``directory``
+    (:mod:`kltools.released.synthetic`, with the real release's layer depths)."""
+    from kltools.released.synthetic import write_synthetic_release
 
-    rng = np.random.default_rng(0)
-    words = "the of and a to in is that for it as was with be by on not he this are".split()
-    texts = []
-    for i in range(n_texts):
-        t = " ".join(rng.choice(words, size=250))[:970]
-        texts.append(f"{i} {t}")
-    base = -rng.gamma(9.0, 100.0, n_texts)
-    pretraining = {}
-    for run in RUNS:
-        per = {}
-        for step in STEPS:
-            per[step] = (base + rng.standard_normal(n_texts, dtype=np.float32)).astype(np.float32)
-        pretraining[run] = per
-    for run, step in (("410m-seed9", 40000), ("410m-seed6", 88000), ("410m-seed2", 111000)):
-        pretraining[run][step] = None
-    oyama = base[None, :] + rng.standard_normal((n_models, n_texts))
-    models = [f"org/model-{i}" for i in range(n_models)]
-    first = models[:50]
-    quant8 = {m: oyama[i].astype(np.float32) for i, m in enumerate(first)}
-    quant4 = {m: (oyama[i] + 1).astype(np.float32) for i, m in enumerate(first)}
-    depths = (32, 32, 32, 32, 28, 32, 24, 32, 40, 32)
-    layers = {
-        m: {k: (oyama[i] - k).astype(np.float32) for k in range(depths[i % len(depths)] + 1)}
-        for i, m in enumerate(first)
-    }
-    n = len(STEPS)
-    weight = {}
-    for size in SIZES:
-        d = np.zeros((n, n))
-        for i in range(n - WINDOW):
-            d[i, i + 1 : i + WINDOW + 1] = rng.random(WINDOW) + 0.1
-        weight[size] = d
-    write_release(
-        directory,
-        texts=texts,
-        pretraining=pretraining,
-        oyama=oyama,
-        quant8=quant8,
-        quant4=quant4,
-        layers=layers,
-        weight_distances=weight,
-        model_list=models,
-        types={m: "others" for m in models},
-        siblings=dict.fromkeys(models),
-        colors={"others": [0.5, 0.5, 0.5, 1.0]},
+    write_synthetic_release(
+        directory, n_texts=n_texts, n_models=n_models, depths=(32, 32, 32, 32, 28, 32, 24, 32, 40)
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from kltools.__main__ import main
 from kltools.released import open_release
 from kltools.released.layout import PRETRAINING
-from tests.released_fixture import write_fixture_release
+from kltools.released.synthetic import write_synthetic_release
 
 STEPS = (0, 1000, 2000, 116000, 142000, 143000)
 
@@ -21,7 +21,7 @@ STEPS = (0, 1000, 2000, 116000, 142000, 143000)
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     d = tmp_path_factory.mktemp("cli") / "rel"
-    return d, write_fixture_release(d, steps=STEPS)
+    return d, write_synthetic_release(d, steps=STEPS)
 
 
 def _one_error_line(capsys) -> str:
@@ -43,7 +43,7 @@ def test_check_prints_a_summary(release, capsys) -> None:
 
 def test_check_of_a_broken_release_is_one_line(tmp_path: Path, capsys) -> None:
     d = tmp_path / "rel"
-    write_fixture_release(d, steps=(0, 143000))
+    write_synthetic_release(d, steps=(0, 143000))
     (d / PRETRAINING).write_bytes((d / PRETRAINING).read_bytes()[:100])
     assert main(["released", "check", str(d)]) == 2
     assert "logp/pretraining_logp.pkl in" in _one_error_line(capsys)
@@ -112,3 +112,32 @@ def test_fetch_offline_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     assert "cannot be downloaded" in line and str(tmp_path / "r") in line
     assert main(["released", "fetch", "--commit", "main"]) == 2
     assert "not a 40-hex-digit commit" in _one_error_line(capsys)
+
+
+def test_synthetic_release_command(tmp_path) -> None:
+    """``kltools released synthetic`` writes a release that opens and verifies; bad sizes: one
+    line, exit 2."""
+    from kltools.__main__ import main
+    from kltools.released import open_release
+
+    assert main(["released", "synthetic", "--to", str(tmp_path / "syn"), "--texts", "6"]) == 0
+    rel = open_release(tmp_path / "syn")
+    assert rel.n_texts() == 6 and len(rel.model_list()) == 12
+    assert main(["released", "synthetic", "--to", str(tmp_path / "bad"), "--models", "3"]) == 2
+
+
+def test_released_book_without_a_release_fails_at_once(tmp_path, monkeypatch, capsys) -> None:
+    """``kltools book build --profile released`` with no usable release: one line naming what
+    is missing, exit 2, before any chapter runs."""
+    from kltools.__main__ import main
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("KLTOOLS_RELEASED_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("KLTOOLS_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("KLTOOLS_BUILD_ROOT", str(tmp_path / "build"))
+    assert main(["book", "build", "--profile", "released", "--no-render", "--no-suite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is missing from the release" in err[0]
+    assert not (tmp_path / "build" / "executed").exists() or not any(
+        (tmp_path / "build" / "executed").glob("*.ipynb")
+    )

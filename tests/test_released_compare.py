@@ -14,11 +14,11 @@ from kltools.errors import KLToolsError
 from kltools.released import open_release
 from kltools.released.compare import compare_pretraining, local_release
 from kltools.released.layout import text_ids
-from tests.released_fixture import write_fixture_release
+from kltools.released.synthetic import write_synthetic_release
 
 
 def test_compare_pretraining_is_the_definition(tmp_path: Path) -> None:
-    contents = write_fixture_release(tmp_path / "rel")
+    contents = write_synthetic_release(tmp_path / "rel")
     rel = open_release(tmp_path / "rel")
     texts = contents["texts"]
     n = len(texts)
@@ -49,5 +49,5 @@ def test_local_release_never_downloads(tmp_path: Path, monkeypatch: pytest.Monke
     assert local_release() is None
     monkeypatch.setenv("KLTOOLS_RELEASED_DIR", str(tmp_path / "rel"))
     assert local_release() is None  # not a folder
-    write_fixture_release(tmp_path / "rel")
+    write_synthetic_release(tmp_path / "rel")
     assert local_release() == tmp_path / "rel"

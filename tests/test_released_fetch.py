@@ -17,7 +17,7 @@ from kltools.errors import KLToolsError
 from kltools.released import fetch, open_release, release_dir, verify
 from kltools.released.layout import ALL_FILES, OYAMA, PRETRAINING, TEXTS
 from kltools.released.manifest import FOLDER, MANIFEST, REPOSITORY, read_manifest
-from tests.released_fixture import write_fixture_release
+from kltools.released.synthetic import write_synthetic_release
 
 COMMIT = "0" * 40
 
@@ -98,7 +98,7 @@ def _lfs_pointer(data: bytes) -> bytes:
 def published(tmp_path: Path, server) -> tuple[Hub, str, str, dict[str, bytes]]:
     hub, raw, media = server
     src = tmp_path / "src"
-    write_fixture_release(src, manifest=False, steps=(0, 1000, 143000))
+    write_synthetic_release(src, manifest=False, steps=(0, 1000, 143000))
     files = {}
     for name in ALL_FILES:
         p = src / name
@@ -188,7 +188,7 @@ def test_offline_says_what_to_download_and_where(tmp_path: Path) -> None:
 
 def test_a_copy_named_by_the_environment(tmp_path: Path, monkeypatch) -> None:
     d = tmp_path / "mine"
-    write_fixture_release(d, manifest=False, steps=(0, 143000))
+    write_synthetic_release(d, manifest=False, steps=(0, 143000))
     monkeypatch.setenv("KLTOOLS_RELEASED_DIR", str(d))
     lines: list[str] = []
     assert release_dir(log=lines.append) == d

@@ -14,19 +14,19 @@ import xarray as xr
 from kltools.errors import KLToolsError
 from kltools.released import import_release, open_release, weight_distances
 from kltools.released.layout import STEPS
-from kltools.store import open_store, open_units
-from tests.released_fixture import (
+from kltools.released.synthetic import (
     ANOMALOUS,
     IMPORT_STEPS,
     MISSING_CHECKPOINTS,
-    write_fixture_release,
+    write_synthetic_release,
 )
+from kltools.store import open_store, open_units
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path]:
     root = tmp_path_factory.mktemp("released")
-    contents = write_fixture_release(root / "rel", steps=IMPORT_STEPS)
+    contents = write_synthetic_release(root / "rel", steps=IMPORT_STEPS)
     rel = open_release(root / "rel")
     paths = import_release(rel, root / "data", finetuning_models=contents["model_list"][4:9])
     return contents, paths, root
@@ -60,7 +60,7 @@ def test_pretraining_units_are_those_the_pythia_route_writes(imported) -> None:
 
 
 def test_exclude_nothing_keeps_the_anomalous_checkpoint(tmp_path: Path) -> None:
-    c = write_fixture_release(tmp_path / "rel", steps=(115000, 116000, 143000))
+    c = write_synthetic_release(tmp_path / "rel", steps=(115000, 116000, 143000))
     paths = import_release(open_release(tmp_path / "rel"), tmp_path / "data", exclude=())
     ds = open_store(paths["pretraining"], dims=("model", "step"))
     np.testing.assert_array_equal(

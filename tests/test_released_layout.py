@@ -22,13 +22,18 @@ from kltools.released.layout import (
     TEXTS,
     WEIGHT_DISTANCE,
 )
-from tests.released_fixture import ANOMALOUS, COPY_RUN, MISSING_CHECKPOINTS, write_fixture_release
+from kltools.released.synthetic import (
+    ANOMALOUS,
+    COPY_RUN,
+    MISSING_CHECKPOINTS,
+    write_synthetic_release,
+)
 
 
 @pytest.fixture
 def release(tmp_path: Path) -> tuple[Path, dict]:
     d = tmp_path / "rel"
-    return d, write_fixture_release(d)
+    return d, write_synthetic_release(d)
 
 
 def test_every_file_reads_back_as_written(release: tuple[Path, dict]) -> None:
@@ -170,7 +175,7 @@ def test_open_release_verifies_the_manifest(release: tuple[Path, dict]) -> None:
 
 def test_a_copy_without_manifest_gets_one(tmp_path: Path) -> None:
     d = tmp_path / "copy"
-    write_fixture_release(d, manifest=False)
+    write_synthetic_release(d, manifest=False)
     lines: list[str] = []
     from kltools.released.manifest import ensure_manifest, read_manifest
 

@@ -100,8 +100,8 @@ from kltools.book.cache import (
     notebook_source_hash,
     package_source_hash,
     path_hash,
+    source_fingerprint,
     stored_key,
-    suite_fingerprint,
 )
 from kltools.book.cli import register
 from kltools.book.commands import (
@@ -194,7 +194,7 @@ __all__ = [
     "show_parameters",
     "start_chapter",
     "stored_key",
-    "suite_fingerprint",
+    "source_fingerprint",
     "validate_profile_doc",
     "write_rendered_toc",
 ]

@@ -12,7 +12,7 @@ from typing import Any
 
 from kltools.book.layout import executed_path, key_path, notebooks_dir
 from kltools.hashing import sha256_file
-from kltools.paths import project_root, suite_root
+from kltools.paths import project_root
 
 
 def _sha256_bytes(data: bytes) -> str:
@@ -94,10 +94,13 @@ def path_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def suite_fingerprint(profile: str) -> str | None:
-    """Contents of ``suite_root(profile)/FINGERPRINT`` (written by the suite build), if any."""
-    path = suite_root(profile) / "FINGERPRINT"
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+def source_fingerprint(profile: str) -> str | None:
+    """What the profile's source reads, summarised (:func:`kltools.sources.fingerprint`: the
+    suite's ``FINGERPRINT``, the release's manifest), if anything."""
+    from kltools.config import Settings
+    from kltools.sources import fingerprint
+
+    return fingerprint(Settings(profile=profile))
 
 
 def cache_components(
@@ -112,7 +115,7 @@ def cache_components(
         "profile": profile,
         "kltools_version": __version__,
         "kltools_source": package_source_hash(),
-        "suite_fingerprint": suite_fingerprint(profile),
+        "source_fingerprint": source_fingerprint(profile),
         "inputs": {str(p): path_hash(p) for p in _input_paths(params)},
     }
 

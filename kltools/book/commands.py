@@ -61,6 +61,7 @@ def build(
         print(build_suite(profile))
     _note_strays()
     require_hub_models(profile, plan, force=force)
+    prepare_source(profile, plan)
     print(f"chapters ({profile}): {len(chapters)} of {len(CHAPTERS)} written")
     runs = []
     for name, params in plan.items():
@@ -87,6 +88,17 @@ PRETRAINING_CHAPTERS = (
     "diffusion",
     "scale",
 )
+
+
+def prepare_source(profile: str, plan: Mapping[str, Mapping[str, Any]]) -> None:
+    """Make the profile's source ready before any chapter starts (:func:`kltools.sources.prepare`:
+    the released profile finds, checks and imports the authors' vectors once), so a missing
+    release fails here in one line instead of once per chapter."""
+    from kltools.config import Settings
+    from kltools.sources import prepare
+
+    if plan:
+        prepare(Settings.from_parameters(next(iter(plan.values()))))
 
 
 def require_hub_models(

@@ -53,6 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="lineages JSON giving types and parents (default: kltools/data/lineages.json)",
     )
     w.set_defaults(func=cmd_write)
+    y = sub.add_parser(
+        "synthetic",
+        help="write a synthetic release in the authors' layout (random numbers, the real quirks)",
+    )
+    y.add_argument("--to", required=True, metavar="DIR", help="the release directory to write")
+    y.add_argument("--texts", type=int, default=40, metavar="N", help="texts (default 40)")
+    y.add_argument("--models", type=int, default=12, metavar="M", help="models (default 12)")
+    y.set_defaults(func=cmd_synthetic)
     i = sub.add_parser("import", help="import the release's vectors into stores")
     i.add_argument("dir", nargs="?", default=None, metavar="DIR", help="the release (as check)")
     i.add_argument(
@@ -166,6 +174,17 @@ def cmd_write(args: argparse.Namespace) -> int:
     print(f"released: wrote {d}")
     for line in summary(rel):
         print(f"  {line}")
+    return 0
+
+
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    """``kltools released synthetic``: what CI builds the released book from."""
+    from kltools.released.synthetic import write_synthetic_release
+
+    if args.texts < 2 or args.models < 12:
+        raise KLToolsError("--texts must be at least 2 and --models at least 12")
+    write_synthetic_release(Path(args.to), n_texts=args.texts, n_models=args.models)
+    print(f"released: wrote a synthetic release (random numbers) to {args.to}")
     return 0
 
 

@@ -23,7 +23,9 @@ What a source provides (each module defines these names):
 - ``check_models(s, specs)``: fail at once, in one line, when a model cannot be read;
 - ``layer_count(s, spec)``: how many blocks a model has (the layer stores group by depth);
 - ``uses_paper_texts(s)``, ``deviation_rows(s, rehearsal)``: how the run departs from the
-  paper (:mod:`kltools.deviations`).
+  paper (:mod:`kltools.deviations`);
+- ``fingerprint(s)``: a summary of what it reads, for the chapters' cache keys;
+- ``prepare(s)``: make it ready before any chapter runs, or fail at once in one line.
 
 :func:`floor_models` derives the floor chapter's models from the quantization bases.
 """
@@ -57,7 +59,9 @@ __all__ = [
     "can",
     "check_models",
     "fill_store",
+    "fingerprint",
     "heldout_losses",
+    "prepare",
     "layer_count",
     "resolve_all",
     "source",
@@ -213,6 +217,18 @@ def check_models(s: Settings, specs: Iterable[str]) -> None:
 def layer_count(s: Settings, spec: str) -> int:
     """How many blocks the model ``spec`` has (its layer store holds ``L + 1`` layers)."""
     return source(s.profile).layer_count(s, spec)
+
+
+def prepare(s: Settings) -> None:
+    """Make the source ready before any chapter runs (import published vectors), or fail at
+    once, in one line."""
+    source(s.profile).prepare(s)
+
+
+def fingerprint(s: Settings) -> str | None:
+    """A summary of what the source reads (the suite's build fingerprint, the release's
+    manifest): a chapter's cache key includes it, so new models or vectors re-execute it."""
+    return source(s.profile).fingerprint(s)
 
 
 def resolve_all(specs: Iterable[str]) -> None:

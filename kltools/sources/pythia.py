@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from kltools.texts import TextSet
 
 __all__ = [
+    "fingerprint",
+    "prepare",
     "deviation_rows",
     "uses_paper_texts",
     "CAPABILITIES",
@@ -331,3 +333,13 @@ def deviation_rows(s: Settings, rehearsal: bool | None = None) -> list[Any]:
     if rehearsal is None:
         rehearsal = rehearsal_active()
     return [*(_rehearsal_rows(s) if rehearsal else []), *_pythia_rows(s)]
+
+
+def fingerprint(s: Settings) -> str | None:
+    """None: every unit records the hub commit it was extracted from (the stores check it)."""
+    return None
+
+
+def prepare(s: Settings) -> None:
+    """Nothing here: the book resolves the hub models before the chapters
+    (:func:`kltools.book.commands.require_hub_models`)."""

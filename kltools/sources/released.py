@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from kltools.texts import TextSet
 
 __all__ = [
+    "fingerprint",
+    "prepare",
     "deviation_rows",
     "uses_paper_texts",
     "CAPABILITIES",
@@ -235,3 +237,23 @@ def deviation_rows(s: Settings, rehearsal: bool | None = None) -> list[Any]:
     from kltools.deviations import _released_rows
 
     return _released_rows(s)
+
+
+def fingerprint(s: Settings) -> str | None:
+    """The sha256 of the release's ``MANIFEST.json`` (every file's size and sha256), or None
+    when no release is on this machine."""
+    import hashlib
+
+    from kltools.released.compare import local_release
+    from kltools.released.manifest import MANIFEST
+
+    d = local_release()
+    if d is None or not (d / MANIFEST).is_file():
+        return None
+    return hashlib.sha256((d / MANIFEST).read_bytes()).hexdigest()
+
+
+def prepare(s: Settings) -> None:
+    """Find the release (or download it), check it, and import it once, before any chapter:
+    a missing or damaged release fails here, in one line."""
+    imported_stores(s)

@@ -244,3 +244,15 @@ def deviation_rows(s: Settings, rehearsal: bool | None = None) -> list[Any]:
     from kltools.deviations import _suite_rows
 
     return _suite_rows(s)
+
+
+def fingerprint(s: Settings) -> str | None:
+    """The suite build's ``FINGERPRINT`` (what was trained, and how), if it is built."""
+    from kltools.paths import suite_root
+
+    path = suite_root(s.profile) / "FINGERPRINT"
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
+
+def prepare(s: Settings) -> None:
+    """Nothing: the book builds the suite before the chapters (``kltools suite build``)."""

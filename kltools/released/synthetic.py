@@ -1,8 +1,10 @@
-"""A small release in exactly the authors' layout, with the quirks of the real one.
+"""A synthetic release in exactly the authors' layout, with the quirks of the real one.
 
-``release_contents()`` returns the contents (the keyword arguments of
-:func:`kltools.released.write_release`); ``write_fixture_release(directory)`` writes them and
-returns them. 40 texts and 12 models by default, so tests are fast. Quirks:
+For tests, CI (``kltools released synthetic``: the released book built without the real
+files) and the benchmark (the real shape). ``release_contents()`` returns the contents (the
+keyword arguments of :func:`kltools.released.write_release`);
+``write_synthetic_release(directory)`` writes them and returns them. 40 texts and 12 models by
+default, so tests are fast; its numbers are random walks, not measurements. Quirks:
 
 - ``1b@116000`` is anomalous (far from its neighbours), as the paper's excluded checkpoint;
 - ``None`` entries: ``410m-seed9@40000``, ``410m-seed6@88000``, ``410m-seed2@111000`` (the
@@ -22,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from kltools.released.layout import RUNS, SIZES, STEPS, WINDOW
+
+__all__ = ["release_contents", "write_synthetic_release"]
 
 MISSING_CHECKPOINTS = {("410m-seed9", 40000), ("410m-seed6", 88000), ("410m-seed2", 111000)}
 COPY_RUN, COPY_UNTIL = "2.8b", 53000
@@ -49,10 +53,17 @@ IMPORT_STEPS: tuple[int, ...] = (
 
 
 def release_contents(
-    n_texts: int = 40, n_models: int = 12, seed: int = 0, steps: tuple[int, ...] = STEPS
+    n_texts: int = 40,
+    n_models: int = 12,
+    seed: int = 0,
+    steps: tuple[int, ...] = STEPS,
+    depths: tuple[int, ...] = (4, 6),
 ) -> dict[str, Any]:
-    """The contents of a fixture release (the arguments of ``write_release``); ``steps``: the
-    checkpoints the pretraining file holds (default all 154)."""
+    """The contents of a synthetic release (the arguments of ``write_release``); ``steps``: the
+    checkpoints the pretraining file holds (default all 154); ``depths``: the layer models'
+    block counts, in turn (the real release: about 24–40). At least 12 models."""
+    if n_models < 12:
+        raise ValueError("a synthetic release needs at least 12 models (its quirks use them)")
     rng = np.random.default_rng(seed)
     texts = _texts(rng, n_texts)
     n_bytes = np.asarray([len(t.encode("utf-8")) for t in texts], dtype=np.float64)
@@ -101,7 +112,7 @@ def release_contents(
     quant4[quant_models[2]] = None
     layers: dict[str, dict[int, np.ndarray] | None] = {}
     for i, m in enumerate(quant_models):
-        depth = 4 if i % 2 == 0 else 6
+        depth = depths[i % len(depths)]
         per_layer = {
             k: (oyama[i] - 40.0 * (depth - k) + rng.normal(0, 2, n_texts)).astype(np.float32)
             for k in range(depth)
@@ -136,8 +147,9 @@ def release_contents(
     )
 
 
-def write_fixture_release(directory: Path, manifest: bool = True, **kw: Any) -> dict[str, Any]:
-    """Write a fixture release into ``directory``; return its contents."""
+def write_synthetic_release(directory: Path, manifest: bool = True, **kw: Any) -> dict[str, Any]:
+    """Write a synthetic release into ``directory`` (:func:`release_contents`'s keywords);
+    return its contents."""
     from kltools.released import write_release
 
     contents = release_contents(**kw)
