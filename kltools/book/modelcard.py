@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kltools.book.tables import header_text
 from kltools.suite.profiles import Profile, get_profile, plan
 
 __all__ = ["modelcard_markdown", "optimizer_settings", "write_modelcard"]
@@ -53,7 +54,7 @@ def _cell(value: Any) -> str:
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [
-        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(header_text(h) for h in header) + " |",
         "|" + "---|" * len(header),
         *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows),
         "",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kltools.book.layout import CHAPTERS, executed_dir, notebooks_dir
+from kltools.book.tables import header_text
 from kltools.results import ChapterResults, collect_results, records, results_path
 
 #: the columns of a claim row, in the order of the page and of the CSV
@@ -301,7 +302,7 @@ def _cell(text: str) -> str:
 
 def markdown_table(rows: Sequence[Mapping[str, str]], columns: Sequence[tuple[str, str]]) -> str:
     """A Markdown table of ``rows``; ``columns`` are (key, header) pairs."""
-    head = "| " + " | ".join(h for _, h in columns) + " |"
+    head = "| " + " | ".join(header_text(h) for _, h in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
     body = ["| " + " | ".join(_cell(row.get(k, "")) for k, _ in columns) + " |" for row in rows]
     return "\n".join([head, rule, *body])

@@ -17,7 +17,7 @@ import re
 from html import escape
 from typing import Any
 
-__all__ = ["PageTable", "fmt_cell", "page_table", "table_html"]
+__all__ = ["PageTable", "fmt_cell", "header_text", "page_table", "table_html"]
 
 #: tables longer than this are folded behind a toggle
 MAX_ROWS = 12
@@ -90,7 +90,9 @@ def breakable(text: str) -> str:
 
 def table_html(frame: Any, digits: int = 3) -> str:
     """The HTML of ``frame`` (a DataFrame) without its index, every cell formatted."""
-    head = "".join(f"<th>{escape(HEADERS.get(str(c), str(c)))}</th>" for c in frame.columns)
+    head = "".join(
+        f"<th>{escape(header_text(HEADERS.get(str(c), str(c))))}</th>" for c in frame.columns
+    )
     rows = []
     for rec in frame.itertuples(index=False):
         cells = []
@@ -107,6 +109,12 @@ def table_html(frame: Any, digits: int = 3) -> str:
         + "".join(rows)
         + "</tbody></table>"
     )
+
+
+def header_text(text: str) -> str:
+    """A table header as a page shows it: hyphens made non-breaking (U+2011), so a header
+    wraps between words only, never inside ``held-out`` (the browser check tests it)."""
+    return str(text).replace("-", "\u2011")
 
 
 #: what a "—" means, said under a table that has one
