@@ -138,11 +138,7 @@ def paper_box(s: Settings, chapter: str) -> str:
     else:
         lines += [c.no_numbers, ""]
     rows = [d for d in deviations(s) if chapter in d.chapters]
-    lines += [
-        f"**This page** ran the `{s.profile}` profile on {s.n_texts} texts "
-        f"({'the paper’s Pile recipe' if s.textset == 'pile' else f'text set `{s.textset}`'}).",
-        "",
-    ]
+    lines += [f"**This page** ran the `{s.profile}` profile on {_texts_scored(s)}.", ""]
     if rows:
         lines += [
             "How it maps onto the paper:",
@@ -156,3 +152,19 @@ def paper_box(s: Settings, chapter: str) -> str:
         lines.append("It follows the paper's settings for this chapter.")
     lines += ["", ":::"]
     return "\n".join(lines)
+
+
+def _texts_scored(s: Settings) -> str:
+    """``"32 texts (text set `suite`)"``: how many texts the run scores and which set; the
+    count is the set's when it holds fewer than ``n_texts`` (and ``n_texts`` when the set
+    cannot be read here)."""
+    from kltools.sources import analysis_texts
+
+    try:
+        texts = analysis_texts(s)
+    except KLToolsError:
+        n, name = s.n_texts, s.textset
+    else:
+        n, name = len(texts.texts), texts.name
+    where = "the paper’s Pile recipe" if s.textset == "pile" else f"text set `{name}`"
+    return f"{n} texts ({where})"
