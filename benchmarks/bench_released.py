@@ -18,8 +18,12 @@ times, separately:
 3. ``import``: :func:`import_release` into fresh stores (zarr writes through the store API);
 
 and prints each wall time, the total and this process's peak RSS (``getrusage``; the
-generation ran in the child, so it is not counted). Synthetic values: the numbers measure I/O
-and bookkeeping, which do not depend on the values.
+generation ran in the child, so it is not counted). With ``--book`` it then builds every
+chapter of the ``released`` profile on that release (``kltools book build --profile released
+--no-render``, in a child process, into the temporary folder) and prints its wall time and the
+largest peak RSS of any process it ran (the build and each chapter's kernel). Synthetic
+values: the numbers measure I/O, bookkeeping and the analyses' arithmetic, which do not depend
+on the values.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ def main() -> int:
     ap.add_argument("--texts", type=int, default=10000)
     ap.add_argument("--models", type=int, default=1018)
     ap.add_argument("--keep", default=None, help="work in this folder and keep it")
+    ap.add_argument("--book", action="store_true", help="then build every released chapter")
     ap.add_argument("--generate-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     root = Path(__file__).resolve().parents[1]
@@ -97,6 +102,22 @@ def main() -> int:
     print(f"{'total':<48} {sum(times.values()):8.1f} s")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS of this process: {peak:.2f} GiB; stores: {', '.join(sorted(paths))}")
+    if args.book:
+        t = time.perf_counter()
+        book_env = {
+            **env,
+            "KLTOOLS_RELEASED_DIR": str(rel_dir),
+            "KLTOOLS_DATA_ROOT": str(work / "data-book"),
+            "KLTOOLS_BUILD_ROOT": str(work / "build"),
+            "HF_HUB_OFFLINE": "1",
+        }
+        book = [sys.executable, "-m", "kltools", "book", "build", "--profile", "released"]
+        run = subprocess.run([*book, "--no-render"], env=book_env, cwd=root)
+        wall = time.perf_counter() - t
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+        print(f"{'released book (import + 10 chapters, no render)':<48} {wall:8.1f} s"
+              f"{'' if run.returncode == 0 else ' (FAILED)'}")  # fmt: skip
+        print(f"largest peak RSS of a child process (build or kernel): {kids:.2f} GiB")
     print(f"load average at the end {os.getloadavg()}")
     if not args.keep:
         import shutil

@@ -429,6 +429,19 @@ def test_the_profiles_pretraining_units_resolve_on_the_hub(hub: Path) -> None:
 # ------------------------------------------------------------------------------ the smoke book
 
 
+def _execute_every_chapter(doc: dict, chapters, declared, profile: str) -> None:
+    """Execute every chapter with the profile document ``doc``, as ``kltools book build``."""
+    from kltools.book import resolve_parameters
+    from kltools.book.execute import execute_chapter
+
+    failed = []
+    for name in chapters:
+        run = execute_chapter(name, resolve_parameters(name, doc, declared[name]), profile)
+        if run.status != "executed":
+            failed.append(f"{name}: {run.status} {run.error}")
+    assert not failed, failed
+
+
 def _smoke_book_parameters(root: Path, lineages: Path) -> dict:
     """params/rehearsal.yaml scaled to the smoke hub: every chapter, a few texts and models."""
     return {
@@ -482,8 +495,7 @@ def test_smoke_rehearsal_book_runs_every_chapter_through_the_hub_path(
     import yaml
 
     from kltools import open_store
-    from kltools.book import declared_parameters, load_profile, notebook_path, resolve_parameters
-    from kltools.book.execute import execute_chapter
+    from kltools.book import declared_parameters, load_profile, notebook_path
     from kltools.book.layout import available_chapters
     from kltools.results import VERDICTS, collect_results
 
@@ -500,12 +512,7 @@ def test_smoke_rehearsal_book_runs_every_chapter_through_the_hub_path(
     doc = load_profile("pythia", params)
     chapters = available_chapters()
     declared = {c: declared_parameters(notebook_path(c)) for c in chapters}
-    failed = []
-    for name in chapters:
-        run = execute_chapter(name, resolve_parameters(name, doc, declared[name]), "pythia")
-        if run.status != "executed":
-            failed.append(f"{name}: {run.status} {run.error}")
-    assert not failed, failed
+    _execute_every_chapter(doc, chapters, declared, "pythia")
     results = collect_results(tmp_path / "build" / "executed", profile="pythia")
     assert len(results) == len(chapters)
     claims = [c for r in results for c in r.claims]
@@ -532,8 +539,6 @@ def _released_book_matches(tmp_path, doc, chapters, declared, lineages, monkeypa
     import numpy as np
 
     from kltools.__main__ import main
-    from kltools.book import resolve_parameters
-    from kltools.book.execute import execute_chapter
     from kltools.config import Settings
     from kltools.results import collect_results
     from kltools.sources import analysis_texts
@@ -567,12 +572,7 @@ def _released_book_matches(tmp_path, doc, chapters, declared, lineages, monkeypa
             "diffusion": {**doc["chapters"]["diffusion"], "weight_space": False},
         },
     }
-    failed = []
-    for name in chapters:
-        run = execute_chapter(name, resolve_parameters(name, released, declared[name]), "released")
-        if run.status != "executed":
-            failed.append(f"{name}: {run.status} {run.error}")
-    assert not failed, failed
+    _execute_every_chapter(released, chapters, declared, "released")
 
     def values(folder: Path, profile: str) -> dict[str, np.ndarray]:
         pairs = [p for r in collect_results(folder, profile=profile) if r.chapter != "scale"

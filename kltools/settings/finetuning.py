@@ -41,7 +41,7 @@ __all__ = [
 @functools.lru_cache(maxsize=4)
 def finetuning(s: Settings) -> PairSet:
     """FT, Intra-type and Random pairs with their KLs (labels ``type``)."""
-    from kltools.sources import lineages
+    from kltools.sources import lineages, model_order
 
     table, _ = lineages(s)
     ll = finetuning_store(s).loglik
@@ -59,7 +59,7 @@ def finetuning(s: Settings) -> PairSet:
                 "model_b": b,
             },
         )
-        for setting, typ, a, b in draw_pairs(table, s.pair_seed)
+        for setting, typ, a, b in draw_pairs(table, s.pair_seed, model_order(s))
     ]
     return build_pairs(rows, ll["text_bytes"].values, text_positions(s, ll), resamples(s))
 

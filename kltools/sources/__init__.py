@@ -25,6 +25,7 @@ What a source provides (each module defines these names):
 - ``uses_paper_texts(s)``, ``deviation_rows(s, rehearsal)``: how the run departs from the
   paper (:mod:`kltools.deviations`);
 - ``fingerprint(s)``: a summary of what it reads, for the chapters' cache keys;
+- ``model_order(s)``: the model list numbering the fine-tuning draws (None: the shipped one);
 - ``prepare(s)``: make it ready before any chapter runs, or fail at once in one line.
 
 :func:`floor_models` derives the floor chapter's models from the quantization bases.
@@ -63,6 +64,7 @@ __all__ = [
     "heldout_losses",
     "prepare",
     "layer_count",
+    "model_order",
     "resolve_all",
     "source",
     "texts",
@@ -217,6 +219,13 @@ def check_models(s: Settings, specs: Iterable[str]) -> None:
 def layer_count(s: Settings, spec: str) -> int:
     """How many blocks the model ``spec`` has (its layer store holds ``L + 1`` layers)."""
     return source(s.profile).layer_count(s, spec)
+
+
+def model_order(s: Settings) -> list[str] | None:
+    """The model list whose rows number the models in the fine-tuning draws (the authors' code
+    draws integer row ids): the release's own ``model_list.json``, or None for the copy the
+    package ships (:func:`kltools.metadata.model_list`)."""
+    return source(s.profile).model_order(s)
 
 
 def prepare(s: Settings) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from kltools.texts import TextSet
 
 __all__ = [
+    "model_order",
     "fingerprint",
     "prepare",
     "deviation_rows",
@@ -343,3 +344,8 @@ def fingerprint(s: Settings) -> str | None:
 def prepare(s: Settings) -> None:
     """Nothing here: the book resolves the hub models before the chapters
     (:func:`kltools.book.commands.require_hub_models`)."""
+
+
+def model_order(s: Settings) -> list[str] | None:
+    """None: the authors' ``model_list.json`` the package ships."""
+    return None

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from kltools.texts import TextSet
 
 __all__ = [
+    "model_order",
     "fingerprint",
     "prepare",
     "deviation_rows",
@@ -257,3 +258,8 @@ def prepare(s: Settings) -> None:
     """Find the release (or download it), check it, and import it once, before any chapter:
     a missing or damaged release fails here, in one line."""
     imported_stores(s)
+
+
+def model_order(s: Settings) -> list[str] | None:
+    """The release's own ``model_list.json`` (the rows its draws number the models by)."""
+    return list(release().model_list())

@@ -256,3 +256,8 @@ def fingerprint(s: Settings) -> str | None:
 
 def prepare(s: Settings) -> None:
     """Nothing: the book builds the suite before the chapters (``kltools suite build``)."""
+
+
+def model_order(s: Settings) -> list[str] | None:
+    """None: the suite's models are numbered after the authors' list, in order of appearance."""
+    return None
