@@ -14,7 +14,7 @@ import xarray as xr
 
 from kltools.errors import KLToolsError
 from kltools.grid import lag_deltas, lag_pairs
-from kltools.kl import TEXT_DIM, UNITS, mean_bytes_of, nats_to_bpb
+from kltools.kl import TEXT_DIM, UNITS, half_variance, mean_bytes_of, nats_to_bpb
 
 __all__ = [
     "consecutive_kl",
@@ -75,7 +75,7 @@ def consecutive_kl(
     arr = loglik.transpose(*others, dim, TEXT_DIM)
     L = arr.values.astype(np.float64)
     d = L[..., 1:, :] - L[..., :-1, :]
-    kl = d.var(axis=-1) / 2.0
+    kl = half_variance(d)
     if units == "bpb":
         kl = nats_to_bpb(kl, mean_bytes_of(loglik, mean_bytes))
     out = arr.isel({dim: slice(0, -1), TEXT_DIM: 0}, drop=True).copy(data=kl)

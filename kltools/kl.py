@@ -38,6 +38,7 @@ __all__ = [
     "map_coordinates",
     "mean_bytes_of",
     "nats_to_bpb",
+    "half_variance",
     "interval",
     "resample_counts",
     "resample_indices",
@@ -248,6 +249,14 @@ def _drop_empty_labels(out: xr.DataArray, dim: str, finite: np.ndarray) -> xr.Da
     if keep.all():
         return out
     return out.isel({dim: np.flatnonzero(keep), f"{dim}_": np.flatnonzero(keep)})
+
+
+def half_variance(d: Any, axis: int = -1) -> Any:
+    """The estimator on differences: ``Var(d) / 2`` over ``axis`` (population variance, in
+    float64), where ``d = l_i - l_j`` holds two models' log-likelihoods (nats) on the same
+    texts; equal to ``||q_i - q_j||^2 / (2N)`` of the double-centred vectors. KL in nats per
+    text; :func:`nats_to_bpb` puts it in bits/byte."""
+    return np.asarray(d, dtype=np.float64).var(axis=axis) / 2.0
 
 
 def nats_to_bpb(kl_nats: Any, mean_bytes: Any) -> Any:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from kltools.errors import KLToolsError
-from kltools.kl import nats_to_bpb
+from kltools.kl import half_variance, nats_to_bpb
 
 __all__ = ["MCResult", "half_variance_vs_mean", "mc_kl", "sample_sequences", "sequence_logprob"]
 
@@ -268,7 +268,7 @@ def half_variance_vs_mean(
 
     def both(rs: Sequence[np.ndarray]) -> tuple[float, float]:
         m = np.mean([x.mean() * k for x, k in zip(rs, scales)])
-        v = np.mean([x.var() / 2 * k for x, k in zip(rs, scales)])
+        v = np.mean([half_variance(x) * k for x, k in zip(rs, scales)])
         return float(m), float(v)
 
     mc, hv = both([r.log_ratio for r in results])

@@ -27,7 +27,14 @@ import numpy as np
 import pandas as pd
 
 from kltools.errors import KLToolsError
-from kltools.kl import CI, interval, nats_to_bpb, resample_counts, resampled_half_variance
+from kltools.kl import (
+    CI,
+    half_variance,
+    interval,
+    nats_to_bpb,
+    resample_counts,
+    resampled_half_variance,
+)
 
 __all__ = [
     "CI",
@@ -78,7 +85,7 @@ class Resamples:
 def half_variance_bpb(d: np.ndarray, text_bytes: np.ndarray) -> np.ndarray:
     """``Var(d) / 2`` over the last axis (ddof 0), in bits/byte with ``B̄`` of ``text_bytes``."""
     d = np.asarray(d, dtype=np.float64)
-    return nats_to_bpb(d.var(axis=-1) / 2.0, float(np.mean(text_bytes)))
+    return nats_to_bpb(half_variance(d), float(np.mean(text_bytes)))
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def pair_difference(s: Settings) -> dict[str, Any]:
     ``a``, ``b`` (DataArrays), ``labels``, ``mean`` and ``var`` of ``ℓ_a − ℓ_b`` (nats),
     ``kl_nats`` (``var/2``) and ``kl_bpb``.
     """
-    from kltools.kl import kl_between
+    from kltools.kl import half_variance, kl_between
 
     (ma, ta), (mb, tb) = validation_pairs(s)[0]["a"], validation_pairs(s)[0]["b"]
     ll = pretraining_store(s).loglik
@@ -107,7 +107,7 @@ def pair_difference(s: Settings) -> dict[str, Any]:
         "labels": [f"{ma}@{ta}", f"{mb}@{tb}"],
         "mean": float(d.mean()),
         "var": float(d.var()),
-        "kl_nats": float(d.var() / 2),
+        "kl_nats": float(half_variance(d)),
         "kl_bpb": kl_between(a, b),
     }
 

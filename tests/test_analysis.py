@@ -233,3 +233,18 @@ def test_pretraining_preprocess_bridges_a_missing_checkpoint() -> None:
     # the score of text 7: its jump across the gap in run b
     b = vals[1, [0, 1, 3, 4], 7]
     assert info["scores"][7] == pytest.approx(np.abs(np.diff(b)).max())
+
+
+def test_consecutive_kl_is_the_consecutive_setting() -> None:
+    """The labelled consecutive KL (:func:`kltools.consecutive_kl`) and the pair sets of the
+    consecutive setting compute one quantity: the same value for every pair."""
+    from kltools.pairs import Resamples, build_pairs
+
+    da = trajectory().sel(model="s")
+    cons = consecutive_kl(da)
+    steps = da["step"].values
+    rows = [(da.isel(step=i).values, da.isel(step=i + 1).values, {"setting": "c", "a": "x",
+             "b": "y"}) for i in range(len(steps) - 1)]  # fmt: skip
+    n = da.sizes["text"]
+    pairs = build_pairs(rows, da["text_bytes"].values, np.arange(n), Resamples.draw(n, 2, 0))
+    np.testing.assert_allclose(cons.values, pairs.frame.kl.to_numpy(), rtol=1e-12)

@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from kltools.errors import KLToolsError
-from kltools.kl import nats_to_bpb
+from kltools.kl import half_variance, nats_to_bpb
 from kltools.released.fetch import ENV, default_dir
 from kltools.released.importer import run_model
 from kltools.released.layout import Release, text_ids
@@ -52,7 +52,7 @@ def compare_vectors(ours: np.ndarray, theirs: np.ndarray, mean_bytes: float) -> 
     return {
         "max_abs_nats": float(np.abs(d).max()),
         "correlation": corr,
-        "kl_bpb": float(nats_to_bpb(d.var() / 2.0, mean_bytes)),
+        "kl_bpb": float(nats_to_bpb(half_variance(d), mean_bytes)),
     }
 
 
