@@ -110,7 +110,7 @@ def test_every_page_in_chromium(rendered: Path) -> None:
 
     reports, problems = browser.check_pages(rendered)
     by_page = {r.page: r for r in reports}
-    assert {"book/intro.html", "build/scoreboard.html", "build/executed/01_method.html"} <= set(
+    assert {"build/intro.html", "build/scoreboard.html", "build/executed/01_method.html"} <= set(
         by_page
     )
     method = by_page["build/executed/01_method.html"]

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kltools.errors import KLToolsError
+
 __all__ = ["ARCHIVE_NAME", "COLUMNS", "archive_readme", "text_records", "write_archive"]
 
 ARCHIVE_NAME = "kltools-results.zip"
@@ -112,10 +114,15 @@ def write_archive(build: Path, *, texts: list[dict[str, Any]] | None = None) -> 
     results = sorted(p for p in executed.glob("*") if p.name.endswith(_RESULT_SUFFIXES))
     if not results:
         return None
+    missing_texts = ""
     if texts is None:
         every = [p for p in results if p.name.endswith(".results.json")]
         first = next((p for p in every if p.name == "scale.results.json"), every[0])
-        texts = text_records(json.loads(first.read_text(encoding="utf-8")).get("parameters", {}))
+        doc = json.loads(first.read_text(encoding="utf-8"))
+        try:
+            texts = text_records({"profile": doc.get("profile"), **doc.get("parameters", {})})
+        except KLToolsError as exc:  # the texts cannot be read here: the results still can
+            texts, missing_texts = [], str(exc)
     members: dict[str, Path | str] = {f"results/{p.name}": p for p in results}
     figures = build / "figures"
     if figures.is_dir():
@@ -125,12 +132,14 @@ def write_archive(build: Path, *, texts: list[dict[str, Any]] | None = None) -> 
                 for p in sorted(figures.rglob("*.csv"))
             }
         )
-    members["texts.jsonl"] = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in texts)
+    if texts:
+        members["texts.jsonl"] = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in texts)
     columns = {
         name: (_csv_columns(src) if isinstance(src, Path) and name.endswith(".csv") else [])
         for name, src in members.items()
     }
-    columns["texts.jsonl"] = ["id", "text", "domain", "bytes"]
+    if texts:
+        columns["texts.jsonl"] = ["id", "text", "domain", "bytes"]
     out = build / "downloads" / ARCHIVE_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".zip.partial")
@@ -140,6 +149,9 @@ def write_archive(build: Path, *, texts: list[dict[str, Any]] | None = None) -> 
                 z.write(src, name)
             else:
                 z.writestr(name, src)
-        z.writestr("README.md", archive_readme(columns))
+        readme = archive_readme(columns)
+        if missing_texts:
+            readme += f"\nThe texts are not in this archive: {missing_texts}\n"
+        z.writestr("README.md", readme)
     tmp.replace(out)
     return out
