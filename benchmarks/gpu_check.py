@@ -25,7 +25,10 @@ For random Pythia-160m-shaped (hidden 768, 12 layers, 12 heads) and Pythia-410m-
   profile's dtype and batch size on 1,000 texts per revision (tokens/s, peak CUDA memory, the
   recorded commit of each unit checked), per-text agreement with the CPU, the streamed weight
   distances (:mod:`kltools.weightspace`) on the GPU, and the projected GPU hours and download of
-  the paper's full run from the measured throughput (:mod:`pythia_cost`).
+  the paper's full run from the measured throughput (:mod:`pythia_cost`);
+- **the authors' vectors** (``--section release``): when their release is on the machine and
+  ``EleutherAI/pythia-410m@step143000`` can be read, our float16 extraction of it on 1,000 of
+  their texts beside their published vector (max |diff|, correlation, KL in bits/byte).
 
 Checks that fail print FAIL and make the exit status 1. ``--dry-run`` runs every line of the
 same code on the CPU with tiny shapes and says so at the top and the bottom: its numbers say
@@ -53,6 +56,10 @@ import pythia_cost as C  # noqa: E402
 MAX_ABS_NATS = 1e-2
 #: fp32 GPU vs fp32 CPU: largest KL allowed, bits/byte (the book's floor is far above)
 MAX_KL_GPU_CPU = 1e-7
+#: our float16 extraction vs the authors' published vector of the same checkpoint: largest KL
+#: allowed, bits/byte (two pipelines: padding, batch and kernel choice differ; the paper's
+#: smallest setting, Later, is about 0.02)
+MAX_KL_RELEASE = 1e-3
 
 
 def _sync(dev: str) -> None:
@@ -369,6 +376,55 @@ def check_pythia_profile(
     return res, fails
 
 
+#: the checkpoint set beside the authors' published vector when their release is here
+RELEASE_CHECKPOINT = "EleutherAI/pythia-410m@step143000"
+
+
+def check_release(dev: str, n_texts: int) -> tuple[dict[str, float], list[str]]:
+    """Our extraction of one checkpoint against the authors' published vector of it.
+
+    Runs only when the release is on this machine (``KLTOOLS_RELEASED_DIR`` or the default
+    download folder: :func:`kltools.released.compare.local_release`) and the checkpoint is in
+    the Hugging Face cache (or the hub is reachable); otherwise it says why it is skipped.
+    Scores the release's first ``n_texts`` texts in float16 on ``dev`` (the paper's dtype)
+    and prints the largest per-text difference, the correlation and the KL between the two
+    extractions (bits/byte); a KL above :data:`MAX_KL_RELEASE` fails.
+    """
+    from kltools import extract
+    from kltools.errors import KLToolsError
+    from kltools.released import open_release
+    from kltools.released.compare import compare_vectors, local_release
+
+    where = local_release()
+    if where is None:
+        print("release: SKIP (the authors' release is not here: kltools released fetch)")
+        return {}, []
+    rel = open_release(where)
+    texts = rel.textset().subset(n=min(n_texts, rel.n_texts()))
+    ours_path = Path(tempfile.mkdtemp(prefix="kltools-release-")) / "ours.zarr"
+    try:
+        ds = extract([RELEASE_CHECKPOINT], texts, ours_path, dtype="float16", device=dev,
+                     progress=False)  # fmt: skip
+    except KLToolsError as exc:
+        print(f"release: SKIP ({RELEASE_CHECKPOINT} cannot be read here: {exc})")
+        return {}, []
+    ours = ds.loglik.values.reshape(-1)
+    theirs = rel.pretraining()["410m"][143000][: len(ours)]
+    mean_bytes = float(texts.mean_bytes)
+    c = compare_vectors(ours, theirs, mean_bytes)
+    print(
+        f"release: {RELEASE_CHECKPOINT} on {len(ours)} of the authors' texts, float16 on {dev}: "
+        f"max |diff| {c['max_abs_nats']:.3g} nats, correlation {c['correlation']:.6f}, "
+        f"KL(ours, theirs) {c['kl_bpb']:.3g} bits/byte"
+    )
+    bad = (
+        [f"release: KL {c['kl_bpb']:.3g} > {MAX_KL_RELEASE}"]
+        if c["kl_bpb"] > MAX_KL_RELEASE
+        else []
+    )
+    return {f"release {k}": v for k, v in c.items()}, bad
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="same code on CPU, tiny shapes")
@@ -376,8 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="best of R (default 2)")
     parser.add_argument("--json", default=None, help="also write the numbers as JSON")
     parser.add_argument(
-        "--section", choices=("all", "shapes", "pythia"), default="all",
-        help="run every section (default), only the shape checks, or only the pythia profile",
+        "--section", choices=("all", "shapes", "pythia", "release"), default="all",
+        help="run every section (default), only the shape checks, only the pythia profile, or "
+        "only the comparison with the authors' published vectors",
     )  # fmt: skip
     parser.add_argument(
         "--pythia-texts", type=int, default=None, help="texts per revision (default 1000)"
@@ -431,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.section in ("all", "pythia"):
             n_pythia = args.pythia_texts or (12 if dry else 1000)
             res, bad = check_pythia_profile(work, tok, dev, dry, n_pythia, 4 if dry else 16)
+            results.update(res)
+            fails.extend(bad)
+        if args.section in ("all", "release"):
+            res, bad = check_release(dev, 16 if dry else 1000)
             results.update(res)
             fails.extend(bad)
     results["seconds"] = time.perf_counter() - t_start
