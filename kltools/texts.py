@@ -12,7 +12,7 @@ Sources that :func:`load_texts` understands:
   whitespace count as blank), each document stripped of surrounding whitespace, with no further
   cutting; line endings ``\\r\\n`` and ``\\r`` are read as ``\\n``;
 * a built-in name: ``"demo"`` (public-domain texts shipped in ``kltools/data/textsets``), or a
-  suite profile (``"tiny"``, ``"smoke"``) whose analysis set the suite builds under
+  suite profile (:data:`kltools.suite.profiles.PROFILES`) whose analysis set the suite builds under
   ``suite_root(profile)/texts/analysis.jsonl``.
 
 :func:`make_analysis_set` is the paper's recipe (chunk documents into at most 1024 UTF-8 bytes,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kltools.book.tables import header_text
-from kltools.suite.profiles import Profile, get_profile, plan
+from kltools.suite.profiles import DEFAULT_SUITE, Profile, get_profile, plan
 
 __all__ = ["modelcard_markdown", "optimizer_settings", "write_modelcard"]
 
@@ -90,7 +90,7 @@ def _corpus_lines() -> list[str]:
 
 
 def modelcard_markdown(
-    profile: str | Profile = "tiny", root: str | os.PathLike[str] | None = None
+    profile: str | Profile = DEFAULT_SUITE, root: str | os.PathLike[str] | None = None
 ) -> str:
     """The model card of suite ``profile`` (a Markdown page); ``root`` as in
     :func:`kltools.suite.builder.profile_root`."""
@@ -250,7 +250,7 @@ def modelcard_markdown(
     return "\n".join(lines)
 
 
-def write_modelcard(directory: Path, profile: str | Profile = "tiny") -> Path:
+def write_modelcard(directory: Path, profile: str | Profile = DEFAULT_SUITE) -> Path:
     """Write :func:`modelcard_markdown` to ``<directory>/modelcard.md``; returns the path."""
     path = directory / f"{PAGE_NAME}.md"
     path.parent.mkdir(parents=True, exist_ok=True)

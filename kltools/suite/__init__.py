@@ -3,8 +3,8 @@
 Public API (imported lazily; ``import kltools.suite`` does not import torch):
 
 - :func:`plan` (profile) -> list of build units;
-- :func:`build` (profile="tiny", root=None, jobs=2) -> summary dict;
-- :func:`list_models` (profile="tiny", root=None) -> list of dicts (the catalogue);
+- :func:`build` (profile=DEFAULT_SUITE, root=None, jobs=2) -> summary dict;
+- :func:`list_models` (profile=DEFAULT_SUITE, root=None) -> list of dicts (the catalogue);
 - :func:`fingerprint` (profile, root=None) -> str;
 - :func:`weight_distances`, :func:`load_weight_distances` (diffusion chapter);
 - :func:`rtn_quantize` (dependency-free round-to-nearest quantizer).

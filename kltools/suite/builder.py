@@ -34,7 +34,15 @@ from typing import Any
 from kltools.errors import KLToolsError
 from kltools.hashing import sha256_file
 from kltools.paths import suite_root
-from kltools.suite.profiles import Profile, Unit, get_profile, plan, plan_digest, unit_digest
+from kltools.suite.profiles import (
+    DEFAULT_SUITE,
+    Profile,
+    Unit,
+    get_profile,
+    plan,
+    plan_digest,
+    unit_digest,
+)
 
 
 def profile_root(profile: str | Profile, root: str | os.PathLike[str] | None = None) -> Path:
@@ -132,7 +140,7 @@ def _worker_init() -> None:
 
 
 def build(
-    profile: str | Profile = "tiny",
+    profile: str | Profile = DEFAULT_SUITE,
     root: str | os.PathLike[str] | None = None,
     jobs: int = 2,
     *,
@@ -331,7 +339,7 @@ def _variant_entry(unit: Unit, p: Profile, proot: Path) -> dict[str, Any]:
 
 
 def list_models(
-    profile: str | Profile = "tiny", root: str | os.PathLike[str] | None = None
+    profile: str | Profile = DEFAULT_SUITE, root: str | os.PathLike[str] | None = None
 ) -> list[dict[str, Any]]:
     """The suite's catalogue: one dict per model (every checkpoint of every run, every variant).
 

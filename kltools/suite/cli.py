@@ -7,7 +7,7 @@ import json
 import sys
 
 from kltools.errors import KLToolsError
-from kltools.suite.profiles import PROFILES
+from kltools.suite.profiles import DEFAULT_SUITE, PROFILES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.required = True
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--profile", default="tiny", help=f"one of {', '.join(PROFILES)} (default tiny)"
+        "--profile",
+        default=DEFAULT_SUITE,
+        help=f"one of {', '.join(PROFILES)} (default {DEFAULT_SUITE})",
     )
     common.add_argument(
         "--root", default=None, help="suite base folder (default: $KLTOOLS_SUITE_ROOT or ./suite)"

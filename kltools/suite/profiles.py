@@ -157,6 +157,8 @@ SMOKE = Profile(
 
 #: the profiles ``kltools suite`` knows
 PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, SMOKE)}
+#: the suite profile built when none is named
+DEFAULT_SUITE: str = TINY.name
 
 #: round-to-nearest schemes: name -> (bits, group size or None for per output channel)
 RTN_SCHEMES: dict[str, tuple[int, int | None]] = {
@@ -265,7 +267,7 @@ def plan(profile: str | Profile) -> list[Unit]:
     Parameters
     ----------
     profile : str or Profile
-        ``"tiny"`` or ``"smoke"``.
+        A name of :data:`PROFILES`.
 
     Returns
     -------
